@@ -1,0 +1,525 @@
+"""Lowering of kernel IR to LLVM IR for the host CPU.
+
+Each kernel becomes ``void @<name>(ptr params, i32 nthreads)``; each of its stages a loop nest
+``void @<name>.s<k>(ptr params, i32 tid, i32 nthreads)`` that computes its share of the outer
+iterations, run across threads through OpenMP's ``GOMP_parallel`` when it is worth it. One
+``@onnxc_main`` calls every kernel in order, so a whole run is one native call.
+
+Schedules: a stage whose value is ``epilogue(reduce(...))`` and whose loads run along the
+innermost output axis is computed a row tile at a time (``row``): accumulators for a tile of the
+innermost axis live in a stack array, the reduction loops run outside and the tile loop inside,
+so LLVM vectorizes it over the contiguous axis (MatMul, Conv, pooling). Otherwise the reduction
+runs innermost per output element (``point``), which vectorizes along a contiguous reduction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from onnxc.ir.dtypes import DType
+from onnxc.ir.errors import CompileError
+from onnxc.ir.kernel import (Const, Expr, IndexValue, Ix, Kernel, Load, Op, Reduce, Stage, Var,
+                             loads, walk)
+from onnxc.ir.types import static_strides
+
+from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
+
+ROW_TILE = 256
+PARALLEL_MIN_WORK = 1 << 15
+FAST = ("contract",)
+REASSOC = ("reassoc", "contract")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a kernel parameter lives at run time: a feed, an output, a constant or the arena."""
+
+    region: str  # "input" | "output" | "const" | "arena"
+    index: int  # position for input/output/const, byte offset for arena
+
+
+class ModuleBuilder:
+    """Accumulates kernels and the main entry point into one LLVM module."""
+
+    def __init__(self, use_openmp: bool):
+        self.module = ir.Module(name="onnxc")
+        self.use_openmp = use_openmp
+        self._names: set[str] = set()
+
+    # -- declarations ----------------------------------------------------------------------
+    def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        return ir.Function(self.module, ir.FunctionType(ret, args), name)
+
+    def unique(self, name: str) -> str:
+        base, k = name, 1
+        while name in self._names:
+            k += 1
+            name = f"{base}_{k}"
+        self._names.add(name)
+        return name
+
+    # -- kernels ---------------------------------------------------------------------------
+    def add_kernel(self, kernel: Kernel) -> ir.Function:
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I32]), self.unique(kernel.name))
+        fn.args[0].name, fn.args[1].name = "params", "nthreads"
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        shapes = {p.name: p.shape for p in kernel.params}
+        for k, st in enumerate(kernel.stages):
+            try:
+                body = StageEmitter(self, kernel, st, f"{fn.name}.s{k}").emit()
+            except CompileError:
+                raise
+            except Exception as exc:  # a bug in onnxc: say which kernel
+                raise CompileError(f"code generation failed for kernel {kernel.name} stage "
+                                   f"{st.out}: {type(exc).__name__}: {exc}") from exc
+            if self.use_openmp and _worth_parallel(st, shapes):
+                wrapper = self._omp_wrapper(body)
+                gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
+                serial = b.icmp_signed("<=", fn.args[1], I32(1))
+                with b.if_else(serial) as (then, otherwise):
+                    with then:
+                        b.call(body, [fn.args[0], I32(0), I32(1)])
+                    with otherwise:
+                        b.call(gomp, [wrapper, fn.args[0], fn.args[1], I32(0)])
+            else:
+                b.call(body, [fn.args[0], I32(0), I32(1)])
+        b.ret_void()
+        return fn
+
+    def _omp_wrapper(self, body: ir.Function) -> ir.Function:
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR]), body.name + ".omp")
+        fn.linkage = "internal"
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tid = b.call(self.declare("omp_get_thread_num", I32, []), [])
+        nt = b.call(self.declare("omp_get_num_threads", I32, []), [])
+        b.call(body, [fn.args[0], tid, nt])
+        b.ret_void()
+        return fn
+
+    def add_main(self, calls: list[tuple[ir.Function, list[Slot]]]) -> ir.Function:
+        """``void onnxc_main(ptr inputs, ptr outputs, ptr consts, ptr arena, i32 nthreads)``."""
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR, I32]),
+                         "onnxc_main")
+        for arg, name in zip(fn.args, ("inputs", "outputs", "consts", "arena", "nthreads")):
+            arg.name = name
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        width = max((len(slots) for _, slots in calls), default=1)
+        params = b.alloca(PTR, size=I64(max(width, 1)), name="params")
+        tables = {"input": fn.args[0], "output": fn.args[1], "const": fn.args[2]}
+        for kfn, slots in calls:
+            for k, slot in enumerate(slots):
+                if slot.region == "arena":
+                    ptr = b.gep(fn.args[3], [I64(slot.index)], source_etype=ir.IntType(8))
+                else:
+                    ptr = b.load(b.gep(tables[slot.region], [I64(slot.index)], source_etype=PTR),
+                                 typ=PTR)
+                b.store(ptr, b.gep(params, [I64(k)], source_etype=PTR))
+            b.call(kfn, [params, fn.args[4]])
+        b.ret_void()
+        return fn
+
+
+def _reduce_work(st: Stage) -> int:
+    work = 1
+    for e in walk(st.body):
+        if isinstance(e, Reduce):
+            work *= math.prod(n for _, n in e.axes)
+    return work
+
+
+def _worth_parallel(st: Stage, shapes) -> bool:
+    return (math.prod(st.shape) * _reduce_work(st) >= PARALLEL_MIN_WORK
+            and _outer_extent(st, shapes) > 1)
+
+
+def _outer_extent(st: Stage, shapes) -> int:
+    if not st.shape:
+        return 1
+    outer = math.prod(st.shape[:-1])
+    if _row_reduce(st, shapes) is not None:
+        outer *= -(-st.shape[-1] // ROW_TILE)
+    return outer
+
+
+def _top_reduces(expr: Expr) -> list[Reduce]:
+    found, stack = [], [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, Reduce):
+            found.append(e)
+        elif isinstance(e, Op):
+            stack.extend(e.args)
+    return found
+
+
+def _flat_coef(load: Load, var: Var, shape: tuple[int, ...]) -> int | None:
+    total = 0
+    for ix, stride in zip(load.index, static_strides(shape)):
+        c = ix.coef(var)
+        if c is None:
+            return None
+        total += c * stride
+    return total
+
+
+def _row_reduce(st: Stage, shapes: dict[str, tuple[int, ...]]) -> Reduce | None:
+    """The stage's single reduction, if the row-tile schedule suits it."""
+    if not st.shape or st.shape[-1] < 4:
+        return None
+    reds = _top_reduces(st.body)
+    if len(reds) != 1 or any(isinstance(e, Reduce) for e in walk(reds[0].body)):
+        return None
+    return reds[0] if _row_candidate(reds[0], st, shapes) else None
+
+
+def _row_candidate(red: Reduce, st: Stage, shapes) -> bool:
+    inner = st.vars[-1]
+    for ld in loads(red.body):
+        shape = shapes.get(ld.tensor)
+        if shape is None:
+            continue
+        c = _flat_coef(ld, inner, shape)
+        if c is not None and 1 <= abs(c) <= 2:
+            return True
+    return False
+
+
+class StageEmitter:
+    """Emits one stage's loop nest as an LLVM function."""
+
+    def __init__(self, mb: ModuleBuilder, kernel: Kernel, st: Stage, name: str):
+        self.mb, self.kernel, self.st = mb, kernel, st
+        self.fn = ir.Function(mb.module, ir.FunctionType(VOID, [PTR, I32, I32]), name)
+        self.fn.linkage = "internal"
+        self.fn.args[0].name, self.fn.args[1].name, self.fn.args[2].name = "params", "tid", "nt"
+        self.entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.fn.append_basic_block("start"))
+        self.ptrs: dict[str, ir.Value] = {}
+        self.shapes = {p.name: p.shape for p in kernel.params}
+        self.dtypes = {p.name: p.dtype for p in kernel.params}
+        self.reduce_values: dict[int, ir.Value] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def alloca(self, typ: ir.Type, name: str = "", count: int | None = None) -> ir.Value:
+        eb = ir.IRBuilder(self.entry)
+        return eb.alloca(typ, size=None if count is None else I64(count), name=name)
+
+    def ptr(self, tensor: str) -> ir.Value:
+        if tensor not in self.ptrs:
+            index = [p.name for p in self.kernel.params].index(tensor)
+            eb = ir.IRBuilder(self.entry)
+            slot = eb.gep(self.fn.args[0], [I64(index)], source_etype=PTR)
+            self.ptrs[tensor] = eb.load(slot, typ=PTR, name=f"p{index}")
+        return self.ptrs[tensor]
+
+    def loop(self, start: ir.Value, end: ir.Value, body, name: str = "i") -> None:
+        b = self.b
+        counter = self.alloca(I64, name)
+        b.store(start, counter)
+        cond = self.fn.append_basic_block(f"{name}.cond")
+        blk = self.fn.append_basic_block(f"{name}.body")
+        done = self.fn.append_basic_block(f"{name}.end")
+        b.branch(cond)
+        b.position_at_end(cond)
+        i = b.load(counter, typ=I64)
+        b.cbranch(b.icmp_signed("<", i, end), blk, done)
+        b.position_at_end(blk)
+        body(i)
+        b.store(b.add(b.load(counter, typ=I64), I64(1), flags=["nsw"]), counter)
+        b.branch(cond)
+        b.position_at_end(done)
+
+    # -- index and offset arithmetic -------------------------------------------------------
+    def ix(self, e: Ix, env: dict[Var, ir.Value]) -> ir.Value:
+        if isinstance(e, Var):
+            return env[e]
+        if e.kind == "const":
+            return I64(e.a)
+        a, c = self.ix(e.a, env), self.ix(e.b, env)
+        b = self.b
+        if e.kind == "add":
+            return b.add(a, c, flags=["nsw"])
+        if e.kind == "mul":
+            return b.mul(a, c, flags=["nsw"])
+        if e.kind == "div":
+            return b.sdiv(a, c)
+        return b.srem(a, c)
+
+    def address(self, tensor: str, index: list[ir.Value]) -> ir.Value:
+        shape = self.shapes[tensor]
+        offset = None
+        for i, stride in zip(index, static_strides(shape)):
+            term = i if stride == 1 else self.b.mul(i, I64(stride), flags=["nsw"])
+            offset = term if offset is None else self.b.add(offset, term, flags=["nsw"])
+        offset = I64(0) if offset is None else offset
+        return self.b.gep(self.ptr(tensor), [offset], source_etype=storage_type(
+            self.dtypes[tensor]), inbounds=True)
+
+    def load(self, e: Load, env) -> ir.Value:
+        b = self.b
+        shape = self.shapes[e.tensor]
+        index = [self.ix(i, env) for i in e.index]
+        inside = None
+        if e.pad is not None:
+            clamped = []
+            for i, n in zip(index, shape):
+                ok = b.and_(b.icmp_signed(">=", i, I64(0)), b.icmp_signed("<", i, I64(n)))
+                inside = ok if inside is None else b.and_(inside, ok)
+                lo = b.select(b.icmp_signed("<", i, I64(0)), I64(0), i)
+                clamped.append(b.select(b.icmp_signed(">=", lo, I64(n)), I64(max(n - 1, 0)), lo))
+            index = clamped
+        value = b.load(self.address(e.tensor, index), typ=storage_type(e.dtype))
+        if e.dtype == DType.bool:
+            value = b.icmp_unsigned("!=", value, value.type(0))
+        if inside is not None:
+            value = b.select(inside, value, self.constant(e.pad, e.dtype))
+        return value
+
+    def store(self, value: ir.Value, tensor: str, index: list[ir.Value]) -> None:
+        if self.dtypes[tensor] == DType.bool:
+            value = self.b.zext(value, storage_type(DType.bool))
+        self.b.store(value, self.address(tensor, index))
+
+    # -- scalar expressions ----------------------------------------------------------------
+    def constant(self, value, dtype: DType) -> ir.Value:
+        t = value_type(dtype)
+        if dtype.is_float:
+            return t(float(value))
+        if dtype == DType.bool:
+            return t(int(bool(value)))
+        if isinstance(value, float) and math.isinf(value):
+            bits = t.width
+            if dtype.is_unsigned_int:
+                return t(0 if value < 0 else (1 << bits) - 1)
+            return t(-(1 << (bits - 1)) if value < 0 else (1 << (bits - 1)) - 1)
+        return t(int(value))
+
+    def expr(self, e: Expr, env) -> ir.Value:
+        if isinstance(e, Const):
+            return self.constant(e.value, e.dtype)
+        if isinstance(e, Load):
+            return self.load(e, env)
+        if isinstance(e, IndexValue):
+            return self.ix(e.index, env)
+        if isinstance(e, Reduce):
+            if id(e) in self.reduce_values:
+                return self.reduce_values[id(e)]
+            return self.reduce_point(e, env)
+        if isinstance(e, Op):
+            return ScalarOps(self).emit(e, [self.expr(a, env) for a in e.args])
+        raise CompileError(f"cannot lower expression {e!r}")
+
+    def reduce_init(self, kind: str, dtype: DType) -> ir.Value:
+        return self.constant({"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}[kind],
+                             dtype)
+
+    def combine(self, kind: str, dtype: DType, acc: ir.Value, v: ir.Value) -> ir.Value:
+        ops = ScalarOps(self)
+        if kind == "sum":
+            return ops.arith("add", dtype, acc, v, flags=REASSOC)
+        if kind == "prod":
+            return ops.arith("mul", dtype, acc, v, flags=REASSOC)
+        return ops.minmax(kind, dtype, acc, v)
+
+    def reduce_point(self, e: Reduce, env) -> ir.Value:
+        acc = self.alloca(value_type(e.dtype), "acc")
+        self.b.store(self.reduce_init(e.kind, e.dtype), acc)
+
+        def nest(level: int, inner_env):
+            if level == len(e.axes):
+                v = self.expr(e.body, inner_env)
+                cur = self.b.load(acc, typ=value_type(e.dtype))
+                self.b.store(self.combine(e.kind, e.dtype, cur, v), acc)
+                return
+            var, extent = e.axes[level]
+            self.loop(I64(0), I64(extent),
+                      lambda i: nest(level + 1, {**inner_env, var: i}), name=f"r{level}")
+
+        nest(0, dict(env))
+        return self.b.load(acc, typ=value_type(e.dtype))
+
+    # -- the loop nest ---------------------------------------------------------------------
+    def emit(self) -> ir.Function:
+        st, b = self.st, self.b
+        red = _row_reduce(st, self.shapes)
+        rank = len(st.shape)
+        outer_shape = list(st.shape[:-1]) if rank else []
+        inner = st.shape[-1] if rank else 1
+        tiles = -(-inner // ROW_TILE) if red is not None else 1
+        total = math.prod(outer_shape) * tiles
+        tid, nt = b.sext(self.fn.args[1], I64), b.sext(self.fn.args[2], I64)
+        lo = b.sdiv(b.mul(I64(total), tid), nt)
+        hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+
+        def outer_body(q):
+            env: dict[Var, ir.Value] = {}
+            rest = q
+            if red is not None:
+                tile = b.urem(rest, I64(tiles))
+                rest = b.udiv(rest, I64(tiles))
+            for k in range(len(outer_shape) - 1, -1, -1):
+                env[st.vars[k]] = b.urem(rest, I64(outer_shape[k])) if k else rest
+                if k:
+                    rest = b.udiv(rest, I64(outer_shape[k]))
+            if rank == 0:
+                self.store(self.expr(st.body, env), st.out, [])
+            elif red is not None:
+                self.emit_row(red, env, tile)
+            else:
+                def point(j):
+                    env2 = {**env, st.vars[-1]: j}
+                    self.store(self.expr(st.body, env2), st.out,
+                               [env2[v] for v in st.vars])
+                self.loop(I64(0), I64(inner), point, name="j")
+
+        self.loop(lo, hi, outer_body, name="q")
+        b.ret_void()
+        ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
+        return self.fn
+
+    def emit_row(self, red: Reduce, env, tile: ir.Value) -> None:
+        st, b = self.st, self.b
+        inner = st.shape[-1]
+        jvar = st.vars[-1]
+        vt = value_type(red.dtype)
+        width = min(ROW_TILE, inner)
+        acc = self.alloca(vt, "row", count=width)
+        start = b.mul(tile, I64(ROW_TILE))
+        rem = b.sub(I64(inner), start)
+        count = b.select(b.icmp_signed("<", rem, I64(width)), rem, I64(width))
+
+        def slot(j):
+            return b.gep(acc, [j], source_etype=vt, inbounds=True)
+
+        self.loop(I64(0), count, lambda j: b.store(self.reduce_init(red.kind, red.dtype),
+                                                   slot(j)), name="init")
+
+        def nest(level: int, renv):
+            if level == len(red.axes):
+                def step(j):
+                    v = self.expr(red.body, {**renv, jvar: b.add(start, j, flags=["nsw"])})
+                    cur = b.load(slot(j), typ=vt)
+                    b.store(self.combine(red.kind, red.dtype, cur, v), slot(j))
+                self.loop(I64(0), count, step, name="jt")
+                return
+            var, extent = red.axes[level]
+            self.loop(I64(0), I64(extent), lambda i: nest(level + 1, {**renv, var: i}),
+                      name=f"r{level}")
+
+        nest(0, dict(env))
+
+        def finish(j):
+            env2 = {**env, jvar: b.add(start, j, flags=["nsw"])}
+            self.reduce_values[id(red)] = b.load(slot(j), typ=vt)
+            self.store(self.expr(st.body, env2), st.out, [env2[v] for v in st.vars])
+            del self.reduce_values[id(red)]
+
+        self.loop(I64(0), count, finish, name="out")
+
+
+class ScalarOps:
+    """Scalar arithmetic, math functions, comparisons and casts, per element type."""
+
+    FLOAT_INTRINSICS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs",
+                        "floor": "floor", "ceil": "ceil", "sin": "sin", "cos": "cos"}
+    LIBM = {"tanh": "tanh", "erf": "erf"}
+
+    def __init__(self, se: StageEmitter):
+        self.se, self.b = se, se.b
+
+    def fn(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        return self.se.mb.declare(name, ret, args)
+
+    @staticmethod
+    def suffix(t: ir.Type) -> str:
+        return "f32" if isinstance(t, ir.FloatType) else "f64"
+
+    def arith(self, name: str, dtype: DType, a, c, flags=FAST):
+        b = self.b
+        if dtype.is_float:
+            instr = {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv}[name](a, c)
+            instr.flags.extend(flags)
+            return instr
+        if name == "div":
+            return b.udiv(a, c) if dtype.is_unsigned_int else b.sdiv(a, c)
+        return {"add": b.add, "sub": b.sub, "mul": b.mul}[name](a, c)
+
+    def minmax(self, kind: str, dtype: DType, a, c):
+        if dtype.is_float:
+            intr = "llvm.maximum" if kind == "max" else "llvm.minimum"
+            t = value_type(dtype)
+            return self.b.call(self.fn(f"{intr}.{self.suffix(t)}", t, [t, t]), [a, c])
+        op = ">" if kind == "max" else "<"
+        cmp = (self.b.icmp_unsigned if dtype.is_unsigned_int or dtype == DType.bool
+               else self.b.icmp_signed)(op, a, c)
+        return self.b.select(cmp, a, c)
+
+    def emit(self, e: Op, args: list[ir.Value]) -> ir.Value:
+        b, name = self.b, e.name
+        src = e.args[0].dtype if e.args else e.dtype
+        if name in ("add", "sub", "mul", "div"):
+            return self.arith(name, e.dtype, *args)
+        if name in ("max", "min"):
+            return self.minmax(name, e.dtype, *args)
+        if name == "select":
+            return b.select(*args)
+        if name == "cast":
+            return self.cast(args[0], src, e.dtype)
+        if name in ("lt", "le", "gt", "ge", "eq", "ne"):
+            sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[name]
+            if src.is_float:
+                return (b.fcmp_unordered if name == "ne" else b.fcmp_ordered)(sym, *args)
+            if src.is_unsigned_int or src == DType.bool:
+                return b.icmp_unsigned(sym, *args)
+            return b.icmp_signed(sym, *args)
+        if name in ("and", "or", "xor"):
+            return {"and": b.and_, "or": b.or_, "xor": b.xor}[name](*args)
+        if name == "not":
+            return b.xor(args[0], I1(1))
+        if name == "neg":
+            return b.fneg(args[0]) if e.dtype.is_float else b.neg(args[0])
+        if e.dtype.is_float:
+            t = value_type(e.dtype)
+            if name in self.FLOAT_INTRINSICS:
+                f = self.fn(f"llvm.{self.FLOAT_INTRINSICS[name]}.{self.suffix(t)}", t, [t])
+                return b.call(f, args)
+            if name == "pow":
+                return b.call(self.fn(f"llvm.pow.{self.suffix(t)}", t, [t, t]), args)
+            if name in self.LIBM:
+                base = self.LIBM[name]
+                sym = base + "f" if isinstance(t, ir.FloatType) else base
+                return b.call(self.fn(sym, t, [t]), args)
+        if name == "abs" and not e.dtype.is_float:
+            x = args[0]
+            if e.dtype.is_unsigned_int:
+                return x
+            return b.select(b.icmp_signed("<", x, x.type(0)), b.neg(x), x)
+        raise CompileError(f"operation {name} on {e.dtype} is not supported by the cpu backend")
+
+    def cast(self, x: ir.Value, src: DType, dst: DType) -> ir.Value:
+        b = self.b
+        t = value_type(dst)
+        if src == dst:
+            return x
+        if dst == DType.bool:
+            if src.is_float:
+                return b.fcmp_unordered("!=", x, x.type(0.0))
+            return b.icmp_unsigned("!=", x, x.type(0))
+        if src == DType.bool:
+            return b.uitofp(x, t) if dst.is_float else b.zext(x, t)
+        if src.is_float and dst.is_float:
+            return b.fpext(x, t) if t.intrinsic_name == "f64" else b.fptrunc(x, t)
+        if src.is_float:
+            return b.fptoui(x, t) if dst.is_unsigned_int else b.fptosi(x, t)
+        if dst.is_float:
+            return b.uitofp(x, t) if src.is_unsigned_int else b.sitofp(x, t)
+        if t.width > x.type.width:
+            return b.zext(x, t) if src.is_unsigned_int else b.sext(x, t)
+        if t.width < x.type.width:
+            return b.trunc(x, t)
+        return x

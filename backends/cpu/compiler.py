@@ -1,0 +1,126 @@
+"""The LLVM driver: optimize a module for the host CPU, emit an object file, load it to run.
+
+Compiling and loading go through the same object file, so what a saved artifact loads is
+exactly what a fresh compile runs.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import threading
+
+import llvmlite.binding as llvm
+
+from onnxc.ir.errors import ArtifactError, CompileError
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _init() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+
+
+@functools.lru_cache(maxsize=None)
+def openmp_library() -> str | None:
+    """Path of libgomp (GCC's OpenMP runtime), loaded into the process, or None if absent."""
+    candidates = [ctypes.util.find_library("gomp"), "libgomp.so.1"]
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            llvm.load_library_permanently(name) if os.path.isabs(name) else None
+            return name
+        except OSError:
+            continue
+    return None
+
+
+def host_target() -> dict[str, str]:
+    _init()
+    return {"triple": llvm.get_process_triple(), "cpu": llvm.get_host_cpu_name(),
+            "features": llvm.get_host_cpu_features().flatten()}
+
+
+def _target_machine(target: dict[str, str]):
+    _init()
+    tgt = llvm.Target.from_triple(target["triple"])
+    return tgt.create_target_machine(cpu=target["cpu"], features=target["features"], opt=3,
+                                     reloc="pic", codemodel="default")
+
+
+def compile_module(llvm_ir: str, target: dict[str, str] | None = None,
+                   opt_level: int = 3) -> bytes:
+    """Parse, verify, optimize and emit an object file for the target (the host by default)."""
+    target = target or host_target()
+    with _lock:
+        tm = _target_machine(target)
+        try:
+            mod = llvm.parse_assembly(llvm_ir)
+            mod.triple = target["triple"]
+            mod.data_layout = str(tm.target_data)
+            mod.verify()
+        except RuntimeError as exc:
+            raise CompileError(f"generated LLVM IR is invalid: {exc}") from exc
+        if opt_level > 0:
+            pto = llvm.create_pipeline_tuning_options(speed_level=min(opt_level, 3))
+            pto.loop_vectorization = True
+            pto.slp_vectorization = True
+            pto.loop_unrolling = True
+            pb = llvm.create_pass_builder(tm, pto)
+            pb.getModulePassManager().run(mod, pb)
+        return tm.emit_object(mod)
+
+
+def optimized_ir(llvm_ir: str, opt_level: int = 3) -> str:
+    """The optimized LLVM IR text, for inspection."""
+    target = host_target()
+    with _lock:
+        tm = _target_machine(target)
+        mod = llvm.parse_assembly(llvm_ir)
+        mod.triple = target["triple"]
+        mod.data_layout = str(tm.target_data)
+        pto = llvm.create_pipeline_tuning_options(speed_level=min(opt_level, 3))
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        return str(mod)
+
+
+MainFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                          ctypes.c_void_p, ctypes.c_int32)
+
+
+class LoadedObject:
+    """An object file linked into this process; keeps the JIT engine alive."""
+
+    def __init__(self, obj: bytes, target: dict[str, str], needs_openmp: bool):
+        host = host_target()
+        if target["triple"] != host["triple"]:
+            raise ArtifactError(f"artifact was compiled for {target['triple']}, this machine is "
+                                f"{host['triple']}; recompile the model here")
+        missing = _missing_features(target["features"], host["features"])
+        if missing:
+            raise ArtifactError(f"artifact uses CPU features this machine lacks "
+                                f"({', '.join(sorted(missing)[:8])}); recompile the model here")
+        if needs_openmp and openmp_library() is None:
+            raise ArtifactError("artifact needs the OpenMP runtime (libgomp), which is not "
+                                "installed; install gcc's libgomp1 or recompile with "
+                                "num_threads=1")
+        with _lock:
+            tm = _target_machine(host)
+            self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+            self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            self._engine.finalize_object()
+            address = self._engine.get_function_address("onnxc_main")
+        if not address:
+            raise ArtifactError("object code has no onnxc_main entry point")
+        self.main = MainFn(address)
+
+
+def _missing_features(wanted: str, have: str) -> set[str]:
+    have_on = {f[1:] for f in have.split(",") if f.startswith("+")}
+    return {f[1:] for f in wanted.split(",") if f.startswith("+") and f[1:] not in have_on}

@@ -1,0 +1,254 @@
+"""Import an ONNX graph into the IR, one importer function per ONNX op.
+
+Nodes whose inputs are all constants are evaluated while importing (with the op's numpy
+reference or the kernel-IR interpreter), so shape computations and constant weights such as
+``ConstantOfShape`` arrive in the IR as constants.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnx
+
+from onnxc.ir import Graph, Value
+from onnxc.ir.errors import ModelError, OnnxcError, UnsupportedOpError
+from onnxc.ir.types import TensorType
+
+from .onnx_types import tensor_to_array, value_info_type
+
+log = logging.getLogger("onnxc.frontend")
+
+MAX_FOLD_ELEMENTS = 1 << 22  # interpreter folding limit; ops with a numpy reference fold any size
+
+Importer = Callable[["ImportContext", onnx.NodeProto], Sequence[Value | None]]
+IMPORTERS: dict[str, Importer] = {}
+SUPPORTED_OPSET = 23
+
+
+def onnx_op(*names: str):
+    """Register an importer for the given ONNX op types (default domain)."""
+
+    def wrap(fn: Importer) -> Importer:
+        for name in names:
+            IMPORTERS[name] = fn
+        return fn
+
+    return wrap
+
+
+class ImportContext:
+    """What an importer function sees: the graph being built and the node's context."""
+
+    def __init__(self, graph: Graph, opset: int):
+        self.graph = graph
+        self.opset = opset
+        self.values: dict[str, Value] = {}
+        self.node: onnx.NodeProto | None = None
+
+    # -- values ---------------------------------------------------------------------------
+    def input(self, k: int) -> Value | None:
+        """The node's k-th input, or None when it is absent or empty."""
+        names = self.node.input
+        if k >= len(names) or names[k] == "":
+            return None
+        try:
+            return self.values[names[k]]
+        except KeyError:
+            raise self.error(f"input {k} {names[k]!r} is not produced by any node, initializer "
+                             f"or graph input") from None
+
+    def inputs(self) -> list[Value | None]:
+        return [self.input(k) for k in range(len(self.node.input))]
+
+    def const(self, k: int, what: str = "") -> np.ndarray | None:
+        v = self.input(k)
+        return None if v is None else v.const
+
+    def require_const(self, k: int, what: str) -> np.ndarray:
+        v = self.input(k)
+        if v is None:
+            raise self.error(f"input {k} ({what}) is required")
+        if v.const is None:
+            raise self.unsupported(f"input {k} ({what}) must be a constant for now (it is "
+                                   f"computed at run time from {v.name!r})")
+        return v.const
+
+    # -- attributes -----------------------------------------------------------------------
+    def attr(self, name: str, default: Any = None) -> Any:
+        for a in self.node.attribute:
+            if a.name == name:
+                value = onnx.helper.get_attribute_value(a)
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
+                if isinstance(value, onnx.TensorProto):
+                    value = tensor_to_array(value)
+                return value
+        return default
+
+    # -- building -------------------------------------------------------------------------
+    def add(self, op: str, inputs: Sequence[Value | None], attrs: dict | None = None,
+            ) -> list[Value]:
+        """Add a core op for the current node, folding it when every input is constant."""
+        origin = [(node_label(self.node), self.node.op_type)]
+        from onnxc.ir.ops.registry import get_op
+
+        present = [v for v in inputs if v is not None]
+        if present and all(v.const is not None for v in present):
+            folded = self._fold(op, list(inputs), attrs or {})
+            if folded is not None:
+                return folded
+        elif get_op(op).compute is None:
+            raise self.unsupported(f"needs constant inputs for now ({op} is only evaluated at "
+                                   f"compile time)")
+        return self.graph.add(op, inputs, attrs or {}, name=node_label(self.node),
+                              origin=origin)
+
+    def add1(self, op: str, inputs: Sequence[Value | None], attrs: dict | None = None) -> Value:
+        return self.add(op, inputs, attrs)[0]
+
+    def constant(self, array: np.ndarray, hint: str = "const") -> Value:
+        return self.graph.add_constant(np.asarray(array), name=hint)
+
+    def _fold(self, op: str, inputs: list[Value | None], attrs: dict) -> list[Value] | None:
+        from onnxc.ir.ops.registry import get_op
+
+        opdef = get_op(op)
+        arrays = [v.const if v is not None else None for v in inputs]
+        types = [v.type if v is not None else None for v in inputs]
+        out_types = opdef.infer(types, attrs, arrays)
+        if opdef.reference is not None:
+            results = opdef.reference(arrays, attrs)
+        else:
+            if any(t.numel() > MAX_FOLD_ELEMENTS for t in out_types if t.is_static):
+                return None
+            results = _interpret(op, inputs, out_types, attrs)
+        hint = self.node.output[0] if self.node.output else op
+        return [self.constant(np.asarray(r, dtype=t.dtype.np).reshape(t.shape), hint)
+                for r, t in zip(results, out_types)]
+
+    # -- errors ---------------------------------------------------------------------------
+    def error(self, message: str) -> ModelError:
+        return ModelError(message, node=self.node.name or "<unnamed>", op=self.node.op_type)
+
+    def unsupported(self, reason: str) -> UnsupportedOpError:
+        return UnsupportedOpError([(self.node.name or "<unnamed>", self.node.op_type, reason)])
+
+
+def _interpret(op: str, inputs: list[Value | None], out_types: list[TensorType], attrs: dict):
+    from onnxc.ir.graph import Node
+    from onnxc.ir.compute import build_kernel
+    from onnxc.ir.interp import run_kernel
+
+    outs = [Value(f"__fold_out{k}", t) for k, t in enumerate(out_types)]
+    ins = [Value(f"__fold_in{k}", v.type, const=v.const) if v is not None else None
+           for k, v in enumerate(inputs)]
+    node = Node(op, ins, outs, attrs, "fold")
+    kernel = build_kernel([node], outs)
+    tensors = run_kernel(kernel, {v.name: v.const for v in ins if v is not None})
+    return [tensors[o.name] for o in outs]
+
+
+def node_label(node: onnx.NodeProto) -> str:
+    """The node's name, or its first output's name for the many unnamed nodes."""
+    return node.name or (node.output[0] if node.output else node.op_type)
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 1 if not model.opset_import else SUPPORTED_OPSET
+
+
+def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | None = None
+                 ) -> Graph:
+    """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims."""
+    from . import onnx_ops  # noqa: F401  (registers the importers)
+
+    opset = default_opset(model)
+    if opset > SUPPORTED_OPSET:
+        raise ModelError(f"the model uses opset {opset}; onnxc supports opsets up to "
+                         f"{SUPPORTED_OPSET}")
+    g = model.graph
+    _check_supported(g)
+    graph = Graph(g.name or "main")
+    ctx = ImportContext(graph, opset)
+    input_shapes = dict(input_shapes or {})
+
+    initializers = {}
+    for t in g.initializer:
+        if t.name in initializers:
+            raise ModelError(f"initializer {t.name!r} is defined twice")
+        initializers[t.name] = t
+    for t in g.initializer:
+        ctx.values[t.name] = graph.add_constant(tensor_to_array(t), name=t.name)
+    for vi in g.input:
+        if vi.name in initializers:
+            continue  # an initializer listed as input (IR < 4): a constant, not a feed
+        if vi.name in ctx.values:
+            raise ModelError(f"graph input {vi.name!r} is declared twice")
+        t = value_info_type(vi)
+        if vi.name in input_shapes:
+            shape = tuple(int(d) for d in input_shapes.pop(vi.name))
+            if len(shape) != t.rank or any(isinstance(a, int) and a != b
+                                           for a, b in zip(t.shape, shape)):
+                raise ModelError(f"input_shapes gives {vi.name!r} shape {list(shape)}, but the "
+                                 f"model declares {list(t.shape)}")
+            t = TensorType(t.dtype, shape)
+        value = graph.add_input(vi.name, t)
+        ctx.values[vi.name] = value
+    if input_shapes:
+        raise ModelError(f"input_shapes names unknown inputs: {sorted(input_shapes)}; the model's "
+                         f"inputs are {[v.name for v in graph.inputs]}")
+
+    for node in g.node:
+        ctx.node = node
+        try:
+            outs = IMPORTERS[node.op_type](ctx, node)
+        except OnnxcError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError,
+                OverflowError, MemoryError) as exc:
+            raise ctx.error(f"cannot import: {type(exc).__name__}: {exc}") from exc
+        outs = list(outs)
+        for k, name in enumerate(node.output):
+            if not name:
+                continue
+            if k >= len(outs) or outs[k] is None:
+                raise ctx.unsupported(f"output {k} ({name!r}) is not supported yet")
+            if name in ctx.values:
+                raise ModelError(f"value {name!r} is produced twice", node=node.name,
+                                 op=node.op_type)
+            ctx.values[name] = outs[k]
+            if outs[k].producer is not None and not any(outs[k] is v for v in ctx.values.values()
+                                                        if v is not outs[k]):
+                graph.rename(outs[k], name)
+
+    outputs = []
+    for vi in g.output:
+        if vi.name not in ctx.values:
+            raise ModelError(f"graph output {vi.name!r} is not produced by any node")
+        outputs.append(ctx.values[vi.name])
+    graph.set_outputs(outputs, [vi.name for vi in g.output])
+    graph.prune()
+    return graph
+
+
+def _check_supported(g: onnx.GraphProto) -> None:
+    """Every unsupported op of the graph, reported at once."""
+    problems = []
+    for node in g.node:
+        if node.domain not in ("", "ai.onnx"):
+            problems.append((node.name or "<unnamed>", f"{node.domain}::{node.op_type}",
+                             f"domain {node.domain!r} is not supported"))
+        elif node.op_type not in IMPORTERS:
+            problems.append((node.name or "<unnamed>", node.op_type, "no importer for this op"))
+    if problems:
+        raise UnsupportedOpError(problems)
+
+
+def prod(values) -> int:
+    return int(math.prod(values))

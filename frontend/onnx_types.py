@@ -1,0 +1,76 @@
+"""ONNX element types and tensors <-> IR types and numpy arrays."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from onnxc.ir.dtypes import DType
+from onnxc.ir.errors import ModelError
+from onnxc.ir.types import Dim, TensorType
+
+_FROM_ONNX = {
+    onnx.TensorProto.FLOAT: DType.float32, onnx.TensorProto.DOUBLE: DType.float64,
+    onnx.TensorProto.FLOAT16: DType.float16, onnx.TensorProto.INT8: DType.int8,
+    onnx.TensorProto.INT16: DType.int16, onnx.TensorProto.INT32: DType.int32,
+    onnx.TensorProto.INT64: DType.int64, onnx.TensorProto.UINT8: DType.uint8,
+    onnx.TensorProto.UINT16: DType.uint16, onnx.TensorProto.UINT32: DType.uint32,
+    onnx.TensorProto.UINT64: DType.uint64, onnx.TensorProto.BOOL: DType.bool,
+}
+_TO_ONNX = {v: k for k, v in _FROM_ONNX.items()}
+
+
+def dtype_from_onnx(elem_type: int, where: str = "") -> DType:
+    try:
+        return _FROM_ONNX[elem_type]
+    except KeyError:
+        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type in \
+            onnx.TensorProto.DataType.values() else str(elem_type)
+        raise ModelError(f"{where}element type {name} is not supported yet") from None
+
+
+def dtype_to_onnx(dtype: DType) -> int:
+    return _TO_ONNX[dtype]
+
+
+def ort_type_string(dtype: DType) -> str:
+    """onnxruntime's spelling of a tensor type, e.g. ``tensor(float)``."""
+    name = onnx.helper.tensor_dtype_to_string(_TO_ONNX[dtype]).replace("TensorProto.", "").lower()
+    return f"tensor({name})"
+
+
+def value_info_type(vi: onnx.ValueInfoProto) -> TensorType:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise ModelError(f"graph input/output {vi.name!r} is not a tensor; only tensors are "
+                         f"supported yet")
+    dtype = dtype_from_onnx(tt.elem_type, f"input {vi.name!r}: ")
+    if not tt.HasField("shape"):
+        raise ModelError(f"input {vi.name!r} has no shape; give one with input_shapes=")
+    dims: list[Dim] = []
+    for k, d in enumerate(tt.shape.dim):
+        if d.HasField("dim_value"):
+            if d.dim_value < 0:
+                raise ModelError(f"input {vi.name!r} has negative dimension {d.dim_value}")
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or f"{vi.name}_dim{k}")
+    return TensorType(dtype, tuple(dims))
+
+
+def tensor_to_array(t: onnx.TensorProto) -> np.ndarray:
+    """A TensorProto's data, checked against its declared shape."""
+    try:
+        count = int(np.prod(t.dims, dtype=np.int64)) if len(t.dims) else 1
+        if any(d < 0 for d in t.dims):
+            raise ModelError(f"tensor {t.name!r} has negative dimensions {list(t.dims)}")
+        arr = numpy_helper.to_array(t)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"tensor {t.name!r} cannot be read: {exc}") from exc
+    if arr.size != count:
+        raise ModelError(f"tensor {t.name!r} holds {arr.size} elements but its shape "
+                         f"{list(t.dims)} needs {count}")
+    dtype_from_onnx(t.data_type, f"tensor {t.name!r}: ")
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,52 @@
+"""The onnxc exception family.
+
+It lives in the lowest layer (``ir``) so every layer can raise it without importing upward;
+``onnxc`` re-exports it as the public ``onnxc.OnnxcError`` family.
+"""
+from __future__ import annotations
+
+
+class OnnxcError(Exception):
+    """Base of every error onnxc raises on purpose: catch this to catch them all."""
+
+
+class ModelError(OnnxcError):
+    """The model itself is malformed or inconsistent (bad file, bad attribute, bad shapes)."""
+
+    def __init__(self, message: str, *, node: str | None = None, op: str | None = None):
+        where = ""
+        if node is not None or op is not None:
+            where = f"node {node!r} ({op}): " if node else f"{op}: "
+        super().__init__(where + message)
+        self.node = node
+        self.op = op
+
+
+class UnsupportedOpError(OnnxcError):
+    """One or more ops of the model cannot be compiled; every one is listed at once."""
+
+    def __init__(self, problems: list[tuple[str, str, str]], *, target: str = "cpu"):
+        # problems: (node name, op type incl. domain, reason)
+        self.problems = list(problems)
+        lines = [f"  - node {name!r}: {op}: {reason}" for name, op, reason in self.problems]
+        ops = sorted({op for _, op, _ in self.problems})
+        super().__init__(
+            f"{len(self.problems)} node(s) use ops that onnxc cannot compile for target "
+            f"{target!r} ({', '.join(ops)}):\n" + "\n".join(lines)
+        )
+
+
+class InputError(OnnxcError):
+    """A feed given to Session.run does not match what the model expects."""
+
+    def __init__(self, message: str, *, input_name: str | None = None):
+        super().__init__(message)
+        self.input_name = input_name
+
+
+class ArtifactError(OnnxcError):
+    """A saved artifact is corrupt, foreign or of an incompatible version."""
+
+
+class CompileError(OnnxcError):
+    """Code generation failed: a bug in onnxc, reported with the kernel that caused it."""

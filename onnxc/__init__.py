@@ -1,0 +1,17 @@
+"""onnxc: compile ONNX models to native code.
+
+    import onnxc
+    sess = onnxc.compile("model.onnx")            # -> Session
+    outputs = sess.run(None, {"input": array})    # the onnxruntime call shape
+    sess.save("model.onnxc"); onnxc.load("model.onnxc")
+"""
+from onnxc.ir.errors import (ArtifactError, CompileError, InputError, ModelError, OnnxcError,
+                             UnsupportedOpError)
+
+from .api import compile, load
+from onnxc.runtime.session import NodeArg, Session
+
+__version__ = "0.1.0"
+
+__all__ = ["compile", "load", "Session", "NodeArg", "OnnxcError", "ModelError",
+           "UnsupportedOpError", "InputError", "ArtifactError", "CompileError", "__version__"]

@@ -1,0 +1,73 @@
+"""The public Python API: compile, load."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Sequence
+
+from onnxc.frontend import ModelLike, load_model
+from onnxc.frontend.onnx_types import value_info_type
+from onnxc.runtime.build import CompileOptions, build_executable
+from onnxc.runtime.plan import TensorSpec
+from onnxc.runtime.session import Session
+
+log = logging.getLogger("onnxc")
+
+TARGETS = ("cpu",)
+
+
+def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
+            num_threads: int | None = None,
+            input_shapes: dict[str, Sequence[int]] | None = None,
+            disable_passes: Sequence[str] = (), print_after: Sequence[str] = ()) -> Session:
+    """Compile an ONNX model (path, bytes or ModelProto) into a Session.
+
+    Static models are compiled now; a model with symbolic dims is compiled per input-shape set
+    on first use, unless ``input_shapes`` fixes them here.
+    """
+    from onnxc.ir.errors import OnnxcError
+
+    if target not in TARGETS:
+        raise OnnxcError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
+    if opt_level not in (0, 1, 2, 3):
+        raise OnnxcError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
+    start = time.perf_counter()
+    proto, _ = load_model(model)
+    options = CompileOptions(target=target, opt_level=opt_level,
+                             disabled_passes=tuple(disable_passes),
+                             print_after=tuple(print_after))
+    inits = {t.name for t in proto.graph.initializer}
+    declared = []
+    for vi in proto.graph.input:
+        if vi.name in inits:
+            continue
+        t = value_info_type(vi)
+        shape = tuple(input_shapes[vi.name]) if input_shapes and vi.name in input_shapes \
+            else t.shape
+        declared.append(TensorSpec(vi.name, tuple(shape), t.dtype.value))
+    static = all(isinstance(d, int) for s in declared for d in s.shape)
+    executables, graph = {}, None
+    if static:
+        exe, graph = build_executable(proto, input_shapes, options)
+        executables[tuple(s.shape for s in declared)] = exe
+        outputs = exe.outputs
+    else:
+        from onnxc.frontend.onnx_types import value_info_type as vit
+
+        outputs = [TensorSpec(vi.name, tuple(vit(vi).shape), vit(vi).dtype.value)
+                   for vi in proto.graph.output]
+    session = Session(declared, outputs, options, model=proto, executables=executables,
+                      num_threads=num_threads, graph=graph)
+    for exe in executables.values():
+        exe.load()
+    options.timings["total"] = time.perf_counter() - start
+    log.info("compiled in %.2fs", options.timings["total"])
+    return session
+
+
+def load(path: str | os.PathLike, num_threads: int | None = None) -> Session:
+    """Load a saved artifact without re-running code generation."""
+    from onnxc.runtime.artifact import load_artifact
+
+    return load_artifact(path, num_threads=num_threads)

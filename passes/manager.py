@@ -1,0 +1,48 @@
+"""Passes and the pass manager: named graph -> graph rewrites, chosen per -O level."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from onnxc.ir import Graph
+from onnxc.ir.verifier import verify
+
+log = logging.getLogger("onnxc.passes")
+
+
+class Pass:
+    """A graph rewrite with a name and a one-line purpose; keeps no state between runs."""
+
+    name: str = "pass"
+    purpose: str = ""
+
+    def run(self, graph: Graph) -> Graph:
+        raise NotImplementedError
+
+
+class PassManager:
+    """Runs passes in order; can skip some, print the IR after one, time them and verify."""
+
+    def __init__(self, passes: list[Pass], *, disabled: set[str] | None = None,
+                 print_after: set[str] | None = None, verify_each: bool = False,
+                 printer: Callable[[str], None] = print):
+        self.passes = passes
+        self.disabled = set(disabled or ())
+        self.print_after = set(print_after or ())
+        self.verify_each = verify_each
+        self.printer = printer
+        self.timings: list[tuple[str, float]] = []
+
+    def run(self, graph: Graph) -> Graph:
+        for p in self.passes:
+            if p.name in self.disabled:
+                continue
+            start = time.perf_counter()
+            graph = p.run(graph)
+            self.timings.append((p.name, time.perf_counter() - start))
+            if self.verify_each:
+                verify(graph)
+            if p.name in self.print_after or "all" in self.print_after:
+                self.printer(f"// IR after {p.name}\n{graph}")
+        return graph

@@ -1,0 +1,1 @@
+"""Sessions, execution plans, executables and artifacts."""

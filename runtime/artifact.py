@@ -1,0 +1,142 @@
+"""The artifact file: one zip holding a manifest, machine code, constants and (optionally) the
+model, each entry checksummed. Nothing is unpickled: constants are .npy files read with
+``allow_pickle=False`` and the manifest is JSON.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import onnx
+
+from onnxc.ir.errors import ArtifactError
+from onnxc.runtime.build import CompileOptions
+from onnxc.runtime.executable import Executable, KernelInfo
+from onnxc.runtime.plan import TensorSpec
+
+FORMAT = "onnxc-artifact"
+VERSION = 1
+
+
+def _spec(s: TensorSpec) -> dict:
+    return {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
+
+
+def _unspec(d: dict) -> TensorSpec:
+    return TensorSpec(d["name"], tuple(d["shape"]), d["dtype"])
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_artifact(path: str | os.PathLike, session) -> None:
+    files: dict[str, bytes] = {}
+    exes = []
+    for k, (shapes, exe) in enumerate(session.executables.items()):
+        prefix = f"exe{k}/"
+        files[prefix + "code.o"] = exe.object_code
+        for c, array in enumerate(exe.constants):
+            files[f"{prefix}const{c}.npy"] = _npy(array)
+        exes.append({
+            "input_shapes": [list(s) for s in shapes],
+            "inputs": [_spec(s) for s in exe.inputs],
+            "outputs": [_spec(s) for s in exe.outputs],
+            "constants": len(exe.constants),
+            "arena_bytes": exe.arena_bytes,
+            "value_bytes": exe.value_bytes,
+            "kernels": [vars(kinfo) for kinfo in exe.kernels],
+            "target": exe.target,
+            "needs_openmp": exe.needs_openmp,
+        })
+    static = all(isinstance(d, int) for s in session.input_specs for d in s.shape)
+    if session.model is not None and not static:
+        files["model.onnx"] = session.model.SerializeToString()
+    opts = session.options
+    manifest = {
+        "format": FORMAT, "version": VERSION,
+        "inputs": [_spec(s) for s in session.input_specs],
+        "outputs": [_spec(s) for s in session.output_specs],
+        "options": {"target": opts.target, "opt_level": opts.opt_level,
+                    "disabled_passes": list(opts.disabled_passes),
+                    "use_openmp": opts.use_openmp},
+        "executables": exes,
+        "checksums": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+    }
+    tmp = f"{os.fspath(path)}.tmp"
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("manifest.json", json.dumps(manifest, indent=1))
+        for name, data in files.items():
+            z.writestr(name, data)
+    os.replace(tmp, path)
+
+
+def load_artifact(path: str | os.PathLike, num_threads: int | None = None):
+    from onnxc.runtime.session import Session
+
+    try:
+        z = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"artifact {os.fspath(path)!r} does not exist") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArtifactError(f"{os.fspath(path)!r} is not an onnxc artifact ({exc})") from exc
+    with z:
+        try:
+            manifest = json.loads(z.read("manifest.json"))
+        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise ArtifactError(f"{os.fspath(path)!r} has no readable manifest; not an onnxc "
+                                f"artifact") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{os.fspath(path)!r} is not an onnxc artifact")
+        if manifest.get("version") != VERSION:
+            raise ArtifactError(f"artifact format version {manifest.get('version')} is not "
+                                f"supported by this onnxc (it reads version {VERSION}); "
+                                f"recompile the model")
+        sums = manifest.get("checksums", {})
+
+        def read(name: str) -> bytes:
+            try:
+                data = z.read(name)
+            except (KeyError, zipfile.BadZipFile, OSError) as exc:
+                raise ArtifactError(f"artifact entry {name!r} is missing or damaged") from exc
+            if hashlib.sha256(data).hexdigest() != sums.get(name):
+                raise ArtifactError(f"artifact entry {name!r} fails its checksum; the file is "
+                                    f"corrupt")
+            return data
+
+        try:
+            opts = manifest["options"]
+            options = CompileOptions(target=opts["target"], opt_level=opts["opt_level"],
+                                     disabled_passes=tuple(opts["disabled_passes"]),
+                                     use_openmp=opts["use_openmp"])
+            executables = {}
+            for k, e in enumerate(manifest["executables"]):
+                consts = []
+                for c in range(e["constants"]):
+                    consts.append(np.load(io.BytesIO(read(f"exe{k}/const{c}.npy")),
+                                          allow_pickle=False))
+                exe = Executable([_unspec(s) for s in e["inputs"]],
+                                 [_unspec(s) for s in e["outputs"]], consts, e["arena_bytes"],
+                                 e["value_bytes"], [KernelInfo(**ki) for ki in e["kernels"]],
+                                 read(f"exe{k}/code.o"), e["target"], e["needs_openmp"])
+                executables[tuple(tuple(s) for s in e["input_shapes"])] = exe
+            model = None
+            if "model.onnx" in sums:
+                model = onnx.ModelProto()
+                model.ParseFromString(read("model.onnx"))
+            inputs = [_unspec(s) for s in manifest["inputs"]]
+            outputs = [_unspec(s) for s in manifest["outputs"]]
+        except ArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"artifact manifest is malformed: {exc}") from exc
+    for exe in executables.values():
+        exe.load()
+    return Session(inputs, outputs, options, model=model, executables=executables,
+                   num_threads=num_threads)

@@ -1,0 +1,64 @@
+"""The compile pipeline for one specialization: import -> passes -> plan -> machine code."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import onnx
+
+from onnxc.ir import Graph
+from onnxc.runtime.executable import Executable, KernelInfo
+from onnxc.runtime.plan import make_plan
+
+log = logging.getLogger("onnxc.runtime")
+
+
+@dataclass
+class CompileOptions:
+    target: str = "cpu"
+    opt_level: int = 2
+    disabled_passes: tuple[str, ...] = ()
+    print_after: tuple[str, ...] = ()
+    use_openmp: bool = True
+    timings: dict = field(default_factory=dict)
+
+
+def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
+                   options: CompileOptions) -> Graph:
+    from onnxc.frontend import import_graph
+    from onnxc.passes import PassManager, pipeline
+
+    start = time.perf_counter()
+    graph = import_graph(proto, input_shapes)
+    options.timings["import"] = time.perf_counter() - start
+    pm = PassManager(pipeline(options.opt_level), disabled=set(options.disabled_passes),
+                     print_after=set(options.print_after))
+    graph = pm.run(graph)
+    options.timings["passes"] = dict(pm.timings)
+    return graph
+
+
+def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
+                     options: CompileOptions) -> tuple[Executable, Graph]:
+    if options.target != "cpu":
+        from onnxc.ir.errors import OnnxcError
+
+        raise OnnxcError(f"target {options.target!r} is not available yet; use target='cpu'")
+    from onnxc.backends.cpu import compile_plan
+
+    graph = optimize_graph(proto, input_shapes, options)
+    start = time.perf_counter()
+    plan = make_plan(graph)
+    options.timings["plan"] = time.perf_counter() - start
+    start = time.perf_counter()
+    code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp)
+    options.timings["codegen"] = time.perf_counter() - start
+    kernels = [KernelInfo(call.kernel.name, sym, [n for n, _ in call.kernel.origin],
+                          [o for _, o in call.kernel.origin])
+               for call, sym in zip(plan.calls, code.kernel_symbols)]
+    exe = Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
+                     plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
+                     code.llvm_ir)
+    return exe, graph

@@ -1,0 +1,97 @@
+"""A compiled specialization: plan metadata, machine code and constants, ready to run."""
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxc.ir.errors import InputError
+from onnxc.runtime.plan import TensorSpec
+
+
+@dataclass
+class KernelInfo:
+    name: str
+    symbol: str
+    nodes: list[str]
+    ops: list[str]
+    device: str = "cpu:0"
+
+
+@dataclass
+class Executable:
+    """Everything needed to run one set of concrete input shapes."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    constants: list[np.ndarray]
+    arena_bytes: int
+    value_bytes: int
+    kernels: list[KernelInfo]
+    object_code: bytes
+    target: dict
+    needs_openmp: bool
+    llvm_ir: str = ""
+
+    def __post_init__(self):
+        self._loaded = None
+        self._const_ptrs = None
+
+    def load(self) -> None:
+        """Link the machine code into this process (once)."""
+        if self._loaded is None:
+            from onnxc.backends.cpu import load_code
+
+            self._loaded = load_code(self.object_code, self.target, self.needs_openmp)
+            self.constants = [np.ascontiguousarray(c) for c in self.constants]
+            ptrs = (ctypes.c_void_p * max(len(self.constants), 1))()
+            for k, c in enumerate(self.constants):
+                ptrs[k] = c.ctypes.data
+            self._const_ptrs = ptrs
+
+    def run(self, feeds: list[np.ndarray], num_threads: int) -> list[np.ndarray]:
+        """Run with validated, contiguous feeds in input order; returns fresh output arrays."""
+        self.load()
+        outs = [np.empty(o.shape, dtype=o.dtype) for o in self.outputs]
+        arena = np.empty(self.arena_bytes + 64, dtype=np.uint8)
+        base = arena.ctypes.data
+        base += (-base) % 64
+        in_ptrs = (ctypes.c_void_p * max(len(feeds), 1))(*[f.ctypes.data for f in feeds])
+        out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
+        # ctypes releases the GIL for the whole native run.
+        self._loaded.main(in_ptrs, out_ptrs, self._const_ptrs, base, num_threads)
+        return outs
+
+    @property
+    def weight_bytes(self) -> int:
+        return int(sum(c.nbytes for c in self.constants))
+
+
+def check_feed(spec: TensorSpec, value) -> np.ndarray:
+    """The feed as a C-contiguous array of the expected dtype and shape, or an InputError."""
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except Exception as exc:
+            raise InputError(f"input {spec.name!r}: cannot convert {type(value).__name__} to an "
+                             f"array: {exc}", input_name=spec.name) from exc
+    want = np.dtype(spec.dtype)
+    if value.dtype != want:
+        raise InputError(f"input {spec.name!r} expects dtype {want.name}, got {value.dtype.name}; "
+                         f"convert it with .astype(np.{want.name})", input_name=spec.name)
+    if value.ndim != len(spec.shape):
+        raise InputError(f"input {spec.name!r} expects rank {len(spec.shape)} (shape "
+                         f"{list(spec.shape)}), got rank {value.ndim} (shape {list(value.shape)})",
+                         input_name=spec.name)
+    for k, (want_d, got_d) in enumerate(zip(spec.shape, value.shape)):
+        if isinstance(want_d, int) and want_d != got_d:
+            raise InputError(f"input {spec.name!r} expects shape {list(spec.shape)}, got "
+                             f"{list(value.shape)} (dimension {k} must be {want_d})",
+                             input_name=spec.name)
+    return np.ascontiguousarray(value)
+
+
+def numel(shape) -> int:
+    return int(math.prod(shape))
