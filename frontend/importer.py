@@ -14,18 +14,19 @@ import numpy as np
 import onnx
 
 from onnxc.ir import Graph, Value
-from onnxc.ir.errors import ModelError, OnnxcError, UnsupportedOpError
+from onnxc.ir.errors import InputValueNeeded, ModelError, OnnxcError, UnsupportedOpError
 from onnxc.ir.types import TensorType
 
 from .onnx_types import tensor_to_array, value_info_type
 
 log = logging.getLogger("onnxc.frontend")
 
+MAX_SPECIALIZED_ELEMENTS = 64  # graph inputs used as axes/shapes are compiled per value
 MAX_FOLD_ELEMENTS = 1 << 22  # interpreter folding limit; ops with a numpy reference fold any size
 
 Importer = Callable[["ImportContext", onnx.NodeProto], Sequence[Value | None]]
 IMPORTERS: dict[str, Importer] = {}
-SUPPORTED_OPSET = 23
+SUPPORTED_OPSET = max(25, onnx.defs.onnx_opset_version())
 
 
 def onnx_op(*names: str):
@@ -64,13 +65,20 @@ class ImportContext:
         return [self.input(k) for k in range(len(self.node.input))]
 
     def const(self, k: int, what: str = "") -> np.ndarray | None:
+        """The input's value if known at compile time; a small graph input is specialized on."""
         v = self.input(k)
-        return None if v is None else v.const
+        if v is None:
+            return None
+        if v.const is None and v.producer is None and v in self.graph.inputs and \
+                v.type.is_static and v.type.numel() <= MAX_SPECIALIZED_ELEMENTS:
+            raise InputValueNeeded(v.name)
+        return v.const
 
     def require_const(self, k: int, what: str) -> np.ndarray:
         v = self.input(k)
         if v is None:
             raise self.error(f"input {k} ({what}) is required")
+        self.const(k)
         if v.const is None:
             raise self.unsupported(f"input {k} ({what}) must be a constant for now (it is "
                                    f"computed at run time from {v.name!r})")
@@ -163,9 +171,10 @@ def default_opset(model: onnx.ModelProto) -> int:
     return 1 if not model.opset_import else SUPPORTED_OPSET
 
 
-def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | None = None
-                 ) -> Graph:
-    """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims."""
+def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | None = None,
+                 input_values: dict[str, np.ndarray] | None = None) -> Graph:
+    """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims and
+    ``input_values`` makes the named inputs compile-time constants."""
     from . import onnx_ops  # noqa: F401  (registers the importers)
 
     opset = default_opset(model)
@@ -198,6 +207,10 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
                 raise ModelError(f"input_shapes gives {vi.name!r} shape {list(shape)}, but the "
                                  f"model declares {list(t.shape)}")
             t = TensorType(t.dtype, shape)
+        if input_values and vi.name in input_values:
+            ctx.values[vi.name] = graph.add_constant(
+                np.asarray(input_values[vi.name], dtype=t.dtype.np), name=vi.name)
+            continue
         value = graph.add_input(vi.name, t)
         ctx.values[vi.name] = value
     if input_shapes:

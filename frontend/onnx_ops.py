@@ -86,6 +86,32 @@ def _cast(ctx: ImportContext, node):
     return ctx.add("Cast", [ctx.input(0)], {"to": to.value})
 
 
+_COMPARE = {"Less": "Less", "LessOrEqual": "LessOrEqual", "Greater": "Greater",
+            "GreaterOrEqual": "GreaterOrEqual", "Equal": "Equal", "And": "And", "Or": "Or",
+            "Xor": "Xor"}
+
+
+@onnx_op(*_COMPARE)
+def _compare(ctx: ImportContext, node):
+    a, b = ctx.input(0), ctx.input(1)
+    return ctx.add(_COMPARE[node.op_type], [a, _legacy_broadcast(ctx, a, b)])
+
+
+@onnx_op("Not")
+def _not(ctx: ImportContext, node):
+    return ctx.add("Not", [ctx.input(0)])
+
+
+@onnx_op("Where")
+def _where(ctx: ImportContext, node):
+    return ctx.add("Where", [ctx.input(0), ctx.input(1), ctx.input(2)])
+
+
+@onnx_op("CastLike")
+def _cast_like(ctx: ImportContext, node):
+    return ctx.add("Cast", [ctx.input(0)], {"to": ctx.input(1).dtype.value})
+
+
 @onnx_op("Identity")
 def _identity(ctx: ImportContext, node):
     return ctx.add("Identity", [ctx.input(0)])
@@ -274,7 +300,10 @@ def _softmax(ctx: ImportContext, node):
 
 @onnx_op("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd")
 def _reduce(ctx: ImportContext, node):
-    x = ctx.input(0)
+    return ctx.add(node.op_type, [ctx.input(0)], _reduce_attrs(ctx, node))
+
+
+def _reduce_attrs(ctx: ImportContext, node) -> dict:
     takes_input = ctx.opset >= 18 or (node.op_type == "ReduceSum" and ctx.opset >= 13)
     if takes_input:
         axes = ctx.const(1)
@@ -283,10 +312,22 @@ def _reduce(ctx: ImportContext, node):
         axes = [] if axes is None else [int(a) for a in axes.reshape(-1)]
     else:
         axes = list(ctx.attr("axes", []))
-    return ctx.add(node.op_type, [x], {"axes": tuple(axes),
-                                       "keepdims": int(ctx.attr("keepdims", 1)),
-                                       "noop_with_empty_axes":
-                                           int(ctx.attr("noop_with_empty_axes", 0))})
+    return {"axes": tuple(axes), "keepdims": int(ctx.attr("keepdims", 1)),
+            "noop_with_empty_axes": int(ctx.attr("noop_with_empty_axes", 0))}
+
+
+@onnx_op("ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
+def _reduce_composite(ctx: ImportContext, node):
+    """Reductions that are a map, ReduceSum, and a map."""
+    x = ctx.input(0)
+    pre = {"ReduceSumSquare": lambda v: ctx.add1("Mul", [v, v]),
+           "ReduceL1": lambda v: ctx.add1("Abs", [v]),
+           "ReduceL2": lambda v: ctx.add1("Mul", [v, v]),
+           "ReduceLogSum": lambda v: v,
+           "ReduceLogSumExp": lambda v: ctx.add1("Exp", [v])}[node.op_type]
+    post = {"ReduceL2": "Sqrt", "ReduceLogSum": "Log", "ReduceLogSumExp": "Log"}.get(node.op_type)
+    y = ctx.add1("ReduceSum", [pre(x)], _reduce_attrs(ctx, node))
+    return [ctx.add1(post, [y]) if post else y]
 
 
 # -- shape manipulation --------------------------------------------------------------------------

@@ -73,4 +73,12 @@ def tensor_to_array(t: onnx.TensorProto) -> np.ndarray:
         raise ModelError(f"tensor {t.name!r} holds {arr.size} elements but its shape "
                          f"{list(t.dims)} needs {count}")
     dtype_from_onnx(t.data_type, f"tensor {t.name!r}: ")
-    return np.ascontiguousarray(arr)
+    return _contiguous(arr)
+
+
+def _contiguous(array):
+    """C-contiguous without numpy's ascontiguousarray turning 0-d arrays into 1-d ones."""
+    import numpy
+
+    array = numpy.asarray(array)
+    return array if array.flags.c_contiguous else numpy.array(array, order="C")

@@ -50,3 +50,16 @@ class ArtifactError(OnnxcError):
 
 class CompileError(OnnxcError):
     """Code generation failed: a bug in onnxc, reported with the kernel that caused it."""
+
+
+class InputValueNeeded(OnnxcError):
+    """Compilation needs the run-time value of a small graph input (axes, shape, pads...).
+
+    The session then compiles one specialization per distinct value of that input, like
+    TVM and XLA do for shape-determining host values.
+    """
+
+    def __init__(self, input_name: str):
+        super().__init__(f"the value of input {input_name!r} must be known to compile; "
+                         f"onnxc specializes on it at run time")
+        self.input_name = input_name

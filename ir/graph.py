@@ -97,7 +97,7 @@ class Graph:
         return value
 
     def add_constant(self, array: np.ndarray, name: str = "const") -> Value:
-        array = np.ascontiguousarray(array)
+        array = _contiguous(array)
         try:
             dtype = DType.from_numpy(array.dtype)
         except ValueError as exc:
@@ -212,3 +212,11 @@ class Graph:
         from .printer import print_graph
 
         return print_graph(self)
+
+
+def _contiguous(array):
+    """C-contiguous without numpy's ascontiguousarray turning 0-d arrays into 1-d ones."""
+    import numpy
+
+    array = numpy.asarray(array)
+    return array if array.flags.c_contiguous else numpy.array(array, order="C")

@@ -102,7 +102,7 @@ def eval_stage(st: Stage, tensors: dict[str, np.ndarray]) -> np.ndarray:
         shape[k] = extent
         env[var] = np.arange(extent, dtype=np.int64).reshape(shape)
     out = _eval(st.body, env, tensors, rank)
-    return np.ascontiguousarray(np.broadcast_to(out, st.shape)).astype(st.body.dtype.np)
+    return _contiguous(np.broadcast_to(out, st.shape)).astype(st.body.dtype.np)
 
 
 def run_kernel(kernel: Kernel, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -111,3 +111,11 @@ def run_kernel(kernel: Kernel, arrays: dict[str, np.ndarray]) -> dict[str, np.nd
     for st in kernel.stages:
         tensors[st.out] = eval_stage(st, tensors)
     return tensors
+
+
+def _contiguous(array):
+    """C-contiguous without numpy's ascontiguousarray turning 0-d arrays into 1-d ones."""
+    import numpy
+
+    array = numpy.asarray(array)
+    return array if array.flags.c_contiguous else numpy.array(array, order="C")

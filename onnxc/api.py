@@ -7,6 +7,7 @@ import time
 from typing import Sequence
 
 from onnxc.frontend import ModelLike, load_model
+from onnxc.ir.errors import OnnxcError
 from onnxc.frontend.onnx_types import value_info_type
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.plan import TensorSpec
@@ -26,7 +27,7 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     Static models are compiled now; a model with symbolic dims is compiled per input-shape set
     on first use, unless ``input_shapes`` fixes them here.
     """
-    from onnxc.ir.errors import OnnxcError
+    from onnxc.ir.errors import InputValueNeeded, OnnxcError
 
     if target not in TARGETS:
         raise OnnxcError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
@@ -48,22 +49,41 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
         declared.append(TensorSpec(vi.name, tuple(shape), t.dtype.value))
     static = all(isinstance(d, int) for s in declared for d in s.shape)
     executables, graph = {}, None
+    value_inputs = []
     if static:
-        exe, graph = build_executable(proto, input_shapes, options)
-        executables[tuple(s.shape for s in declared)] = exe
-        outputs = exe.outputs
-    else:
+        try:
+            exe, graph = build_executable(proto, input_shapes, options)
+            executables[tuple(s.shape for s in declared)] = exe
+            outputs = exe.outputs
+        except InputValueNeeded as need:  # compiled per value of that input, on first run
+            value_inputs.append(need.input_name)
+            static = False
+    if not static:
         from onnxc.frontend.onnx_types import value_info_type as vit
 
-        outputs = [TensorSpec(vi.name, tuple(vit(vi).shape), vit(vi).dtype.value)
-                   for vi in proto.graph.output]
+        outputs = [_declared_output(vi) for vi in proto.graph.output]
     session = Session(declared, outputs, options, model=proto, executables=executables,
-                      num_threads=num_threads, graph=graph)
+                      num_threads=num_threads, graph=graph, value_inputs=value_inputs)
     for exe in executables.values():
         exe.load()
     options.timings["total"] = time.perf_counter() - start
     log.info("compiled in %.2fs", options.timings["total"])
     return session
+
+
+def _declared_output(vi) -> TensorSpec:
+    """An output as the model declares it; its shape may be unknown until the first run."""
+    from onnxc.frontend.onnx_types import dtype_from_onnx
+
+    try:
+        t = value_info_type(vi)
+        return TensorSpec(vi.name, tuple(t.shape), t.dtype.value)
+    except OnnxcError:
+        try:
+            dtype = dtype_from_onnx(vi.type.tensor_type.elem_type).value
+        except OnnxcError:
+            dtype = "float32"
+        return TensorSpec(vi.name, (), dtype)
 
 
 def load(path: str | os.PathLike, num_threads: int | None = None) -> Session:

@@ -32,20 +32,20 @@ def _unspec(d: dict) -> TensorSpec:
 
 def _npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buf, _contiguous(array), allow_pickle=False)
     return buf.getvalue()
 
 
 def save_artifact(path: str | os.PathLike, session) -> None:
     files: dict[str, bytes] = {}
     exes = []
-    for k, (shapes, exe) in enumerate(session.executables.items()):
+    for k, (key, exe) in enumerate(session.executables.items()):
         prefix = f"exe{k}/"
         files[prefix + "code.o"] = exe.object_code
         for c, array in enumerate(exe.constants):
             files[f"{prefix}const{c}.npy"] = _npy(array)
         exes.append({
-            "input_shapes": [list(s) for s in shapes],
+            "key": json.loads(json.dumps(key)),
             "inputs": [_spec(s) for s in exe.inputs],
             "outputs": [_spec(s) for s in exe.outputs],
             "constants": len(exe.constants),
@@ -56,7 +56,7 @@ def save_artifact(path: str | os.PathLike, session) -> None:
             "needs_openmp": exe.needs_openmp,
         })
     static = all(isinstance(d, int) for s in session.input_specs for d in s.shape)
-    if session.model is not None and not static:
+    if session.model is not None and (not static or session.value_inputs):
         files["model.onnx"] = session.model.SerializeToString()
     opts = session.options
     manifest = {
@@ -67,6 +67,7 @@ def save_artifact(path: str | os.PathLike, session) -> None:
                     "disabled_passes": list(opts.disabled_passes),
                     "use_openmp": opts.use_openmp},
         "executables": exes,
+        "value_inputs": sorted(session.value_inputs),
         "checksums": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
     tmp = f"{os.fspath(path)}.tmp"
@@ -125,7 +126,7 @@ def load_artifact(path: str | os.PathLike, num_threads: int | None = None):
                                  [_unspec(s) for s in e["outputs"]], consts, e["arena_bytes"],
                                  e["value_bytes"], [KernelInfo(**ki) for ki in e["kernels"]],
                                  read(f"exe{k}/code.o"), e["target"], e["needs_openmp"])
-                executables[tuple(tuple(s) for s in e["input_shapes"])] = exe
+                executables[_tuplify(e["key"])] = exe
             model = None
             if "model.onnx" in sums:
                 model = onnx.ModelProto()
@@ -139,4 +140,17 @@ def load_artifact(path: str | os.PathLike, num_threads: int | None = None):
     for exe in executables.values():
         exe.load()
     return Session(inputs, outputs, options, model=model, executables=executables,
-                   num_threads=num_threads)
+                   num_threads=num_threads, value_inputs=manifest.get("value_inputs", []))
+
+
+def _tuplify(x):
+    """JSON lists back into the nested tuples sessions use as keys."""
+    return tuple(_tuplify(v) for v in x) if isinstance(x, list) else x
+
+
+def _contiguous(array):
+    """C-contiguous without numpy's ascontiguousarray turning 0-d arrays into 1-d ones."""
+    import numpy
+
+    array = numpy.asarray(array)
+    return array if array.flags.c_contiguous else numpy.array(array, order="C")

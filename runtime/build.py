@@ -26,12 +26,12 @@ class CompileOptions:
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
-                   options: CompileOptions) -> Graph:
+                   options: CompileOptions, input_values: dict | None = None) -> Graph:
     from onnxc.frontend import import_graph
     from onnxc.passes import PassManager, pipeline
 
     start = time.perf_counter()
-    graph = import_graph(proto, input_shapes)
+    graph = import_graph(proto, input_shapes, input_values)
     options.timings["import"] = time.perf_counter() - start
     pm = PassManager(pipeline(options.opt_level), disabled=set(options.disabled_passes),
                      print_after=set(options.print_after))
@@ -41,14 +41,15 @@ def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]
 
 
 def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
-                     options: CompileOptions) -> tuple[Executable, Graph]:
+                     options: CompileOptions, input_values: dict | None = None
+                     ) -> tuple[Executable, Graph]:
     if options.target != "cpu":
         from onnxc.ir.errors import OnnxcError
 
         raise OnnxcError(f"target {options.target!r} is not available yet; use target='cpu'")
     from onnxc.backends.cpu import compile_plan
 
-    graph = optimize_graph(proto, input_shapes, options)
+    graph = optimize_graph(proto, input_shapes, options, input_values)
     start = time.perf_counter()
     plan = make_plan(graph)
     options.timings["plan"] = time.perf_counter() - start

@@ -45,7 +45,7 @@ class Executable:
             from onnxc.backends.cpu import load_code
 
             self._loaded = load_code(self.object_code, self.target, self.needs_openmp)
-            self.constants = [np.ascontiguousarray(c) for c in self.constants]
+            self.constants = [_contiguous(c) for c in self.constants]
             ptrs = (ctypes.c_void_p * max(len(self.constants), 1))()
             for k, c in enumerate(self.constants):
                 ptrs[k] = c.ctypes.data
@@ -90,8 +90,16 @@ def check_feed(spec: TensorSpec, value) -> np.ndarray:
             raise InputError(f"input {spec.name!r} expects shape {list(spec.shape)}, got "
                              f"{list(value.shape)} (dimension {k} must be {want_d})",
                              input_name=spec.name)
-    return np.ascontiguousarray(value)
+    return _contiguous(value)
 
 
 def numel(shape) -> int:
     return int(math.prod(shape))
+
+
+def _contiguous(array):
+    """C-contiguous without numpy's ascontiguousarray turning 0-d arrays into 1-d ones."""
+    import numpy
+
+    array = numpy.asarray(array)
+    return array if array.flags.c_contiguous else numpy.array(array, order="C")

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from onnxc.ir import Graph
-from onnxc.ir.errors import InputError
+from onnxc.ir.errors import InputError, InputValueNeeded
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.executable import Executable, check_feed
 from onnxc.runtime.plan import TensorSpec
@@ -46,7 +46,8 @@ class Session:
     def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec],
                  options: CompileOptions, *, model: onnx.ModelProto | None,
                  executables: dict[tuple, Executable] | None = None,
-                 num_threads: int | None = None, graph: Graph | None = None):
+                 num_threads: int | None = None, graph: Graph | None = None,
+                 value_inputs: Iterable[str] = ()):
         self._inputs = inputs
         self._outputs = outputs
         self._options = options
@@ -54,6 +55,7 @@ class Session:
         self._executables: dict[tuple, Executable] = dict(executables or {})
         self._lock = threading.Lock()
         self._graph = graph
+        self._value_inputs: set[str] = set(value_inputs)  # compiled per run-time value
         self.num_threads = int(num_threads or default_threads())
         if self.num_threads < 1:
             raise ValueError("num_threads must be >= 1")
@@ -69,9 +71,9 @@ class Session:
     def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any],
             run_options: Any = None) -> list[np.ndarray]:
         """Run the model; ``output_names=None`` returns every output, in model order."""
-        feeds = self._validate(input_feed)
-        exe = self._executable_for(tuple(f.shape for f in feeds))
-        outs = exe.run(feeds, self.num_threads)
+        feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
+        exe = self._executable_for(feeds)
+        outs = exe.run([feeds[s.name] for s in exe.inputs], self.num_threads)
         if output_names is None:
             return outs
         index = {s.name: k for k, s in enumerate(self._outputs)}
@@ -105,30 +107,46 @@ class Session:
                     bound[want] = (got, s.name)
         return feeds
 
-    def _executable_for(self, shapes: tuple) -> Executable:
-        exe = self._executables.get(shapes)
+    def _key(self, feeds: dict[str, np.ndarray]) -> tuple:
+        shapes = tuple(tuple(feeds[s.name].shape) for s in self._inputs)
+        values = tuple((n, tuple(feeds[n].reshape(-1).tolist()))
+                       for n in sorted(self._value_inputs))
+        return shapes if not values else shapes + (("values",) + values,)
+
+    def _executable_for(self, feeds: dict[str, np.ndarray]) -> Executable:
+        exe = self._executables.get(self._key(feeds))
         if exe is not None:
             return exe
         with self._lock:
-            exe = self._executables.get(shapes)
-            if exe is None:
+            while True:
+                key = self._key(feeds)
+                exe = self._executables.get(key)
+                if exe is not None:
+                    return exe
                 if self._model is None:
                     raise InputError(f"this artifact was compiled for input shapes "
-                                     f"{list(self._executables)}, not {list(shapes)}, and holds "
+                                     f"{list(self._executables)}, not {list(key)}, and holds "
                                      f"no model to compile new shapes from")
-                fixed = {s.name: shape for s, shape in zip(self._inputs, shapes)}
-                exe, self._graph = build_executable(self._model, fixed, self._options)
+                fixed = {s.name: feeds[s.name].shape for s in self._inputs}
+                values = {n: feeds[n] for n in self._value_inputs}
+                try:
+                    exe, self._graph = build_executable(self._model, fixed, self._options, values)
+                except InputValueNeeded as need:
+                    if need.input_name in self._value_inputs:
+                        raise
+                    self._value_inputs.add(need.input_name)
+                    continue
                 exe.load()
-                self._executables[shapes] = exe
-        return exe
+                self._executables[key] = exe
+                return exe
 
     # -- introspection and persistence -----------------------------------------------------
     def describe(self) -> dict:
         """A JSON-able summary: kernels (name, ONNX nodes and ops, device), memory, options."""
         specs = []
-        for shapes, exe in self._executables.items():
+        for key, exe in self._executables.items():
             specs.append({
-                "input_shapes": [list(s) for s in shapes],
+                "input_shapes": [list(s) for s in key if s[:1] != ("values",)],
                 "kernels": [{"name": k.name, "symbol": k.symbol, "nodes": k.nodes, "ops": k.ops,
                              "device": k.device} for k in exe.kernels],
                 "arena_bytes": exe.arena_bytes,
@@ -168,6 +186,10 @@ class Session:
     @property
     def executables(self) -> dict[tuple, Executable]:
         return dict(self._executables)
+
+    @property
+    def value_inputs(self) -> set[str]:
+        return set(self._value_inputs)
 
     @property
     def options(self) -> CompileOptions:

@@ -276,6 +276,8 @@ class StageEmitter:
         value = b.load(self.address(e.tensor, index), typ=storage_type(e.dtype))
         if e.dtype == DType.bool:
             value = b.icmp_unsigned("!=", value, value.type(0))
+        elif e.dtype == DType.float16:
+            value = b.fpext(value, value_type(e.dtype))
         if inside is not None:
             value = b.select(inside, value, self.constant(e.pad, e.dtype))
         return value
@@ -283,6 +285,8 @@ class StageEmitter:
     def store(self, value: ir.Value, tensor: str, index: list[ir.Value]) -> None:
         if self.dtypes[tensor] == DType.bool:
             value = self.b.zext(value, storage_type(DType.bool))
+        elif self.dtypes[tensor] == DType.float16:
+            value = self.b.fptrunc(value, storage_type(DType.float16))
         self.b.store(value, self.address(tensor, index))
 
     # -- scalar expressions ----------------------------------------------------------------
@@ -494,6 +498,11 @@ class ScalarOps:
                 base = self.LIBM[name]
                 sym = base + "f" if isinstance(t, ir.FloatType) else base
                 return b.call(self.fn(sym, t, [t]), args)
+        if name == "pow":  # integer power through double precision
+            f64 = ir.DoubleType()
+            a, c = (self.cast(v, a.dtype, DType.float64) for v, a in zip(args, e.args))
+            r = b.call(self.fn("llvm.pow.f64", f64, [f64, f64]), [a, c])
+            return self.cast(r, DType.float64, e.dtype)
         if name == "abs" and not e.dtype.is_float:
             x = args[0]
             if e.dtype.is_unsigned_int:
@@ -513,6 +522,10 @@ class ScalarOps:
         if src == DType.bool:
             return b.uitofp(x, t) if dst.is_float else b.zext(x, t)
         if src.is_float and dst.is_float:
+            if x.type == t:
+                if dst == DType.float16:  # round through half precision
+                    return b.fpext(b.fptrunc(x, storage_type(dst)), t)
+                return x
             return b.fpext(x, t) if t.intrinsic_name == "f64" else b.fptrunc(x, t)
         if src.is_float:
             return b.fptoui(x, t) if dst.is_unsigned_int else b.fptosi(x, t)

@@ -14,7 +14,7 @@ PTR = ir.PointerType()
 VOID = ir.VoidType()
 
 _STORAGE = {
-    DType.float32: ir.FloatType(), DType.float64: ir.DoubleType(),
+    DType.float16: ir.HalfType(), DType.float32: ir.FloatType(), DType.float64: ir.DoubleType(),
     DType.int8: I8, DType.uint8: I8, DType.int16: ir.IntType(16), DType.uint16: ir.IntType(16),
     DType.int32: I32, DType.uint32: I32, DType.int64: I64, DType.uint64: I64, DType.bool: I8,
 }
@@ -30,5 +30,7 @@ def storage_type(dtype: DType) -> ir.Type:
 
 
 def value_type(dtype: DType) -> ir.Type:
-    """How an element is held in registers (bool is i1)."""
+    """How an element is held in registers: bool is i1, float16 is computed in float32."""
+    if dtype == DType.float16:
+        return ir.FloatType()
     return I1 if dtype == DType.bool else storage_type(dtype)

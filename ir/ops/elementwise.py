@@ -92,3 +92,30 @@ def _cast_compute(ins, outs, attrs):
 
 register(OpDef("Cast", _cast_infer, _cast_compute, kind="elementwise",
                doc="attrs: to (a DType value name)"))
+
+
+# Comparisons and logic ---------------------------------------------------------------------------
+def _compare_infer(types, attrs, consts):
+    (t,) = _same_dtype_infer(types, attrs, consts)
+    return [TensorType(DType.bool, t.shape)]
+
+
+for _name, _cmp in (("Less", "lt"), ("LessOrEqual", "le"), ("Greater", "gt"),
+                    ("GreaterOrEqual", "ge"), ("Equal", "eq")):
+    _elementwise(_name, lambda a, b, _c=_cmp: call(_c, a, b), infer=_compare_infer)
+
+_elementwise("And", lambda a, b: call("and", a, b))
+_elementwise("Or", lambda a, b: call("or", a, b))
+_elementwise("Xor", lambda a, b: call("xor", a, b))
+_elementwise("Not", lambda a: call("not", a))
+
+
+def _where_infer(types, attrs, consts):
+    cond, a, b = types
+    if cond.dtype != DType.bool or a.dtype != b.dtype:
+        raise ModelError(f"Where needs a bool condition and two inputs of one type, got "
+                         f"{cond}, {a}, {b}")
+    return [TensorType(a.dtype, broadcast_shapes(cond.shape, a.shape, b.shape))]
+
+
+_elementwise("Where", select, infer=_where_infer)
