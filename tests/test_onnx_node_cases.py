@@ -21,7 +21,15 @@ SUPPORTED = [
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "pow",
 ]
 
-KNOWN_FAILURES: dict[str, list[str]] = {}
+KNOWN_FAILURES: dict[str, list[str]] = {
+    "element types not supported yet: bfloat16, float8, float4, int2/int4 (issue 3)": [
+        r"test_cast_.*(BFLOAT16|FLOAT8|FLOAT4|INT2|INT4|UINT2|UINT4|E8M0).*",
+    ],
+    "BatchNormalization in training mode (issue 3)": [r"test_batchnorm_.*training_mode.*"],
+    "MaxPool's Indices output (issue 3)": [r"test_maxpool_with_argmax_.*"],
+    "optional and sequence types (issue 3)": [r"test_identity_opt_.*", r"test_identity_sequence_.*"],
+    "the Pad op, matched here by the 'constant' prefix (issue 3)": [r"test_constant_pad.*"],
+}
 
 backend_test = onnx.backend.test.BackendTest(onnxc.backend, __name__)
 backend_test.include(r"^test_(" + "|".join(SUPPORTED) + r")(_.*)?_cpu$")

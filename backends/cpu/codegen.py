@@ -319,6 +319,8 @@ class StageEmitter:
         raise CompileError(f"cannot lower expression {e!r}")
 
     def reduce_init(self, kind: str, dtype: DType) -> ir.Value:
+        if dtype == DType.bool:
+            return self.constant(kind in ("min", "prod"), dtype)
         return self.constant({"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}[kind],
                              dtype)
 
