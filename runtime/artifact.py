@@ -124,7 +124,8 @@ def load_artifact(path: str | os.PathLike, num_threads: int | None = None):
                                           allow_pickle=False))
                 exe = Executable([_unspec(s) for s in e["inputs"]],
                                  [_unspec(s) for s in e["outputs"]], consts, e["arena_bytes"],
-                                 e["value_bytes"], [KernelInfo(**ki) for ki in e["kernels"]],
+                                 e["value_bytes"], [KernelInfo(**{**ki, "slots": [tuple(x) for x in ki["slots"] or []]})
+                                  for ki in e["kernels"]],
                                  read(f"exe{k}/code.o"), e["target"], e["needs_openmp"])
                 executables[_tuplify(e["key"])] = exe
             model = None

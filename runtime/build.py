@@ -56,8 +56,10 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
     start = time.perf_counter()
     code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp)
     options.timings["codegen"] = time.perf_counter() - start
-    kernels = [KernelInfo(call.kernel.name, sym, [n for n, _ in call.kernel.origin],
-                          [o for _, o in call.kernel.origin])
+    kernels = [KernelInfo(call.kernel.name, sym,
+                          list(dict.fromkeys(n for n, _ in call.kernel.origin)),
+                          list(dict.fromkeys(o for _, o in call.kernel.origin)),
+                          slots=[(s.region, s.index) for s in call.slots])
                for call, sym in zip(plan.calls, code.kernel_symbols)]
     exe = Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,

@@ -18,6 +18,7 @@ class KernelInfo:
     nodes: list[str]
     ops: list[str]
     device: str = "cpu:0"
+    slots: list = None  # [(region, index)] per parameter, for profiling
 
 
 @dataclass
@@ -63,6 +64,26 @@ class Executable:
         # ctypes releases the GIL for the whole native run.
         self._loaded.main(in_ptrs, out_ptrs, self._const_ptrs, base, num_threads)
         return outs
+
+    def profile(self, feeds: list[np.ndarray], num_threads: int) -> list[tuple[str, float]]:
+        """Run kernel by kernel from Python, timing each: (kernel name, seconds)."""
+        import time
+
+        self.load()
+        outs = [np.empty(o.shape, dtype=o.dtype) for o in self.outputs]
+        arena = np.empty(self.arena_bytes + 64, dtype=np.uint8)
+        base = arena.ctypes.data + (-arena.ctypes.data) % 64
+        tables = {"input": [f.ctypes.data for f in feeds], "output": [o.ctypes.data for o in outs],
+                  "const": [c.ctypes.data for c in self.constants]}
+        timings = []
+        for k in self.kernels:
+            ptrs = [base + i if region == "arena" else tables[region][i] for region, i in k.slots]
+            params = (ctypes.c_void_p * max(len(ptrs), 1))(*ptrs)
+            fn = self._loaded.kernel(k.symbol)
+            start = time.perf_counter()
+            fn(params, num_threads)
+            timings.append((k.name, time.perf_counter() - start))
+        return timings
 
     @property
     def weight_bytes(self) -> int:

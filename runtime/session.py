@@ -83,6 +83,12 @@ class Session:
                              f"{list(index)}")
         return [outs[index[n]] for n in output_names]
 
+    def profile(self, input_feed: Mapping[str, Any]) -> list[tuple[str, float]]:
+        """Per-kernel wall times (seconds) of one run, in execution order."""
+        feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
+        exe = self._executable_for(feeds)
+        return exe.profile([feeds[s.name] for s in exe.inputs], self.num_threads)
+
     def _validate(self, input_feed: Mapping[str, Any]) -> list[np.ndarray]:
         if not isinstance(input_feed, Mapping):
             raise InputError("feeds must be a dict of input name -> numpy array")

@@ -27,7 +27,7 @@ from onnxc.ir.types import static_strides
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 
 ROW_TILE = 256
-PARALLEL_MIN_WORK = 1 << 15
+PARALLEL_MIN_WORK = 1 << 20
 FAST = ("contract",)
 REASSOC = ("reassoc", "contract")
 

@@ -94,6 +94,9 @@ MainFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_
                           ctypes.c_void_p, ctypes.c_int32)
 
 
+KernelFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int32)
+
+
 class LoadedObject:
     """An object file linked into this process; keeps the JIT engine alive."""
 
@@ -119,6 +122,13 @@ class LoadedObject:
         if not address:
             raise ArtifactError("object code has no onnxc_main entry point")
         self.main = MainFn(address)
+
+    def kernel(self, symbol: str):
+        """One kernel's entry ``void(ptr params, i32 nthreads)``, for profiling."""
+        address = self._engine.get_function_address(symbol)
+        if not address:
+            raise ArtifactError(f"object code has no kernel {symbol!r}")
+        return KernelFn(address)
 
 
 def _missing_features(wanted: str, have: str) -> set[str]:
