@@ -25,9 +25,15 @@ class CompiledCode:
     kernel_symbols: list[str]
 
 
-def generate_ir(calls, *, use_openmp: bool) -> tuple[str, list[str]]:
+def vector_width(features: str) -> int:
+    """float32 lanes of the host's widest vector unit."""
+    flags = set(features.split(","))
+    return 16 if "+avx512f" in flags else 8 if "+avx2" in flags else 4
+
+
+def generate_ir(calls, *, use_openmp: bool, features: str | None = None) -> tuple[str, list[str]]:
     """LLVM IR text for the kernel calls of a plan; identical kernels share one function."""
-    mb = ModuleBuilder(use_openmp)
+    mb = ModuleBuilder(use_openmp, vector_width(features or host_target()["features"]))
     functions = {}
     main_calls, symbols = [], []
     for call in calls:

@@ -24,6 +24,7 @@ from onnxc.ir.kernel import (Const, Expr, IndexValue, Ix, Kernel, Load, Op, Redu
                              loads, walk)
 from onnxc.ir.types import static_strides
 
+from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 
 ROW_TILE = 256
@@ -43,9 +44,10 @@ class Slot:
 class ModuleBuilder:
     """Accumulates kernels and the main entry point into one LLVM module."""
 
-    def __init__(self, use_openmp: bool):
+    def __init__(self, use_openmp: bool, vector_width: int = 8):
         self.module = ir.Module(name="onnxc")
         self.use_openmp = use_openmp
+        self.vector_width = vector_width  # float32 lanes of the widest vector unit
         self._names: set[str] = set()
 
     # -- declarations ----------------------------------------------------------------------
@@ -77,7 +79,7 @@ class ModuleBuilder:
             except Exception as exc:  # a bug in onnxc: say which kernel
                 raise CompileError(f"code generation failed for kernel {kernel.name} stage "
                                    f"{st.out}: {type(exc).__name__}: {exc}") from exc
-            if self.use_openmp and _worth_parallel(st, shapes):
+            if self.use_openmp and _worth_parallel(st, shapes, self.vector_width):
                 wrapper = self._omp_wrapper(body)
                 gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
                 serial = b.icmp_signed("<=", fn.args[1], I32(1))
@@ -132,14 +134,17 @@ def _reduce_work(st: Stage) -> int:
     return work
 
 
-def _worth_parallel(st: Stage, shapes) -> bool:
+def _worth_parallel(st: Stage, shapes, vw: int) -> bool:
     return (math.prod(st.shape) * _reduce_work(st) >= PARALLEL_MIN_WORK
-            and _outer_extent(st, shapes) > 1)
+            and _outer_extent(st, shapes, vw) > 1)
 
 
-def _outer_extent(st: Stage, shapes) -> int:
+def _outer_extent(st: Stage, shapes, vw: int) -> int:
     if not st.shape:
         return 1
+    plan = match_gemm(st, shapes)
+    if plan is not None:
+        return gemm_outer_extent(st, plan, vw)
     outer = math.prod(st.shape[:-1])
     if _row_reduce(st, shapes) is not None:
         outer *= -(-st.shape[-1] // ROW_TILE)
@@ -352,6 +357,12 @@ class StageEmitter:
     # -- the loop nest ---------------------------------------------------------------------
     def emit(self) -> ir.Function:
         st, b = self.st, self.b
+        plan = match_gemm(st, self.shapes)
+        if plan is not None:
+            emit_gemm(self, plan, self.mb.vector_width)
+            b.ret_void()
+            ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
+            return self.fn
         red = _row_reduce(st, self.shapes)
         rank = len(st.shape)
         outer_shape = list(st.shape[:-1]) if rank else []

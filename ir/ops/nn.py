@@ -48,6 +48,23 @@ def _pad_stage(x, pads, value: float, name: str):
     return TensorRef(name, shape, x.dtype), [st]
 
 
+def _phase_stage(x, strides, name: str):
+    """Split a strided convolution's input into stride phases.
+
+    ``phases[a, b, n, c, i, j] = x[n, c, i*s0 + a, j*s1 + b]``, so a strided convolution reads
+    each phase with unit stride along the output columns (vectorizable, GEMM-like).
+    """
+    nd = len(strides)
+    shape = list(strides) + list(x.shape[:2]) + [-(-x.shape[2 + d] // strides[d])
+                                                  for d in range(nd)]
+
+    def body(*v):
+        ph, (n, c), sp = v[:nd], v[nd:nd + 2], v[nd + 2:]
+        return x.padded([n, c] + [sp[d] * strides[d] + ph[d] for d in range(nd)], 0.0)
+
+    return TensorRef(name, shape, x.dtype), [stage(name, shape, body)]
+
+
 # -- Conv ---------------------------------------------------------------------------------------
 def _conv_infer(types, attrs, consts):
     x, w = types[0], types[1]
@@ -88,12 +105,21 @@ def _conv_compute(ins, outs, attrs):
     m_per_group = out.shape[1] // group
     cg = w.shape[1]
     x, prologue = _pad_stage(x, pads, 0.0, f"{out.name}__pad")
+    phased = any(s > 1 for s in strides)
+    if phased:
+        x, more = _phase_stage(x, strides, f"{out.name}__phases")
+        prologue += more
 
     def body(n, m, *o):
         g = m // m_per_group if group > 1 else Ix.lift(0)
 
         def term(c, *kk):
-            xi = [n, g * cg + c] + [o[d] * strides[d] + kk[d] * dilations[d] for d in range(nd)]
+            if phased:  # read phase (k*d mod s) at o + (k*d div s): unit stride along o
+                taps = [kk[d] * dilations[d] for d in range(nd)]
+                xi = ([t % strides[d] for d, t in enumerate(taps)] + [n, g * cg + c] +
+                      [o[d] + taps[d] // strides[d] for d in range(nd)])
+            else:
+                xi = [n, g * cg + c] + [o[d] + kk[d] * dilations[d] for d in range(nd)]
             return x[tuple(xi)] * w[(m, c) + tuple(kk)]
 
         acc = reduce("sum", [cg, *w.shape[2:]], term)

@@ -1,0 +1,176 @@
+"""A register-blocked schedule for stages that are matrix products in disguise.
+
+A stage ``out[..., p, ..., j] = epilogue(sum_r a(p, r) * b(r, j))`` — MatMul, and Conv once its
+input is padded (``p`` = output channel, ``j`` = output column) — is computed in tiles of
+``MR`` values of ``p`` by ``NR`` vectors of ``j``. For each reduction step the tile loads ``NR``
+contiguous vectors of ``b`` and broadcasts ``MR`` scalars of ``a``: ``MR * NR`` fused
+multiply-adds on accumulators that stay in registers. Column tails use masked loads. The
+accumulated tile then goes through the stage's epilogue (bias, BatchNorm, activation,
+residual) with the ordinary scalar emitter, which LLVM vectorizes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from onnxc.ir.dtypes import DType
+from onnxc.ir.kernel import Load, Op, Reduce, Stage, Var, walk
+
+from .llvm_types import I1, I32, I64
+
+MR = 6  # rows of p per tile
+NR = 2  # vectors of j per tile
+
+
+@dataclass
+class GemmPlan:
+    red: Reduce
+    a: Load  # does not depend on j
+    b: Load  # contiguous in j, independent of p
+    p: Var
+    p_index: int
+
+
+def _flat_coef(load: Load, var: Var, shape) -> int | None:
+    from onnxc.ir.types import static_strides
+
+    total = 0
+    for ix, stride in zip(load.index, static_strides(shape)):
+        c = ix.coef(var)
+        if c is None:
+            return None
+        total += c * stride
+    return total
+
+
+def match_gemm(st: Stage, shapes: dict) -> GemmPlan | None:
+    if len(st.shape) < 2 or st.body.dtype != DType.float32:
+        return None
+    reds = [e for e in walk(st.body) if isinstance(e, Reduce)]
+    if len(reds) != 1 or reds[0].kind != "sum":
+        return None
+    red = reds[0]
+    body = red.body
+    if not (isinstance(body, Op) and body.name == "mul" and
+            all(isinstance(x, Load) and x.pad is None for x in body.args)):
+        return None
+    j = st.vars[-1]
+    for a, b in (body.args, body.args[::-1]):
+        if _flat_coef(b, j, shapes[b.tensor]) != 1 or _flat_coef(a, j, shapes[a.tensor]) != 0:
+            continue
+        best = None
+        for k, v in enumerate(st.vars[:-1]):
+            ca, cb = _flat_coef(a, v, shapes[a.tensor]), _flat_coef(b, v, shapes[b.tensor])
+            if ca and cb == 0 and st.shape[k] >= 2 and (best is None or
+                                                        st.shape[k] > st.shape[best]):
+                best = k
+        if best is not None:
+            return GemmPlan(red, a, b, st.vars[best], best)
+    return None
+
+
+def gemm_outer_extent(st: Stage, plan: GemmPlan, vw: int) -> int:
+    others = [n for k, n in enumerate(st.shape[:-1]) if k != plan.p_index]
+    return math.prod(others) * -(-st.shape[plan.p_index] // MR)
+
+
+def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
+    """Emit the whole stage body (the parallel loop included) into ``se``'s function."""
+    st, b = se.st, se.b
+    f32 = ir.FloatType()
+    vec = ir.VectorType(f32, vw)
+    J = st.shape[-1]
+    P = st.shape[plan.p_index]
+    other = [k for k in range(len(st.shape) - 1) if k != plan.p_index]
+    ptiles = -(-P // MR)
+    total = math.prod(st.shape[k] for k in other) * ptiles
+    jtile = NR * vw
+    jtiles = -(-J // jtile)
+
+    tid, nt = b.sext(se.fn.args[1], I64), b.sext(se.fn.args[2], I64)
+    lo = b.sdiv(b.mul(I64(total), tid), nt)
+    hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+    tile = se.alloca(vec, "tile", count=MR * NR)
+    accs = [[se.alloca(vec, f"acc{m}_{n}") for n in range(NR)] for m in range(MR)]
+    fma = se.mb.declare(f"llvm.fma.v{vw}f32", vec, [vec, vec, vec])
+    mload = se.mb.declare(f"llvm.masked.load.v{vw}f32.p0", vec,
+                          [ir.PointerType(), I32, ir.VectorType(I1, vw), vec])
+    lanes = ir.Constant(ir.VectorType(I64, vw), [ir.Constant(I64, k) for k in range(vw)])
+    zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * vw)
+
+    def outer(q):
+        env: dict[Var, ir.Value] = {}
+        rest = q
+        p0 = b.mul(b.urem(rest, I64(ptiles)), I64(MR))
+        rest = b.udiv(rest, I64(ptiles))
+        for k in reversed(other):
+            env[st.vars[k]] = b.urem(rest, I64(st.shape[k]))
+            rest = b.udiv(rest, I64(st.shape[k]))
+        rows = b.sub(I64(P), p0)
+        full = b.icmp_signed(">=", rows, I64(MR))
+        with b.if_else(full) as (then, otherwise):
+            with then:
+                columns(env, p0, MR)
+            with otherwise:
+                # The last tile of p: one row at a time.
+                se.loop(I64(0), rows, lambda m: columns(env, b.add(p0, m), 1), name="ptail")
+
+    def columns(env, p0, mr):
+        def per_tile(t):
+            j0 = b.mul(t, I64(jtile))
+            remaining = b.sub(I64(J), j0)
+            for m in range(mr):
+                for n in range(NR):
+                    b.store(zero, accs[m][n])
+            masks = []
+            for n in range(NR):
+                left = b.sub(remaining, I64(n * vw))
+                splat = b.insert_element(ir.Constant(ir.VectorType(I64, vw), None), left, I32(0))
+                splat = b.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(I32, vw),
+                                                                   [ir.Constant(I32, 0)] * vw))
+                masks.append(b.icmp_signed("<", lanes, splat))
+            reduce_nest(0, {**env, plan.p: p0}, j0, masks, mr)
+            # Spill the accumulators to the tile, then run the epilogue over it.
+            for m in range(mr):
+                for n in range(NR):
+                    ptr = b.gep(tile, [I64(m * NR + n)], source_etype=vec)
+                    b.store(b.load(accs[m][n], typ=vec), ptr)
+            count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
+            for m in range(mr):
+                def finish(jj, m=m):
+                    e2 = {**env, plan.p: b.add(p0, I64(m)), st.vars[-1]: b.add(j0, jj)}
+                    slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
+                    se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
+                    se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
+                    del se.reduce_values[id(plan.red)]
+                se.loop(I64(0), count, finish, name="epi")
+
+        se.loop(I64(0), I64(jtiles), per_tile, name="jt")
+
+    def reduce_nest(level, env, j0, masks, mr):
+        if level < len(plan.red.axes):
+            var, extent = plan.red.axes[level]
+            se.loop(I64(0), I64(extent),
+                    lambda i: reduce_nest(level + 1, {**env, var: i}, j0, masks, mr),
+                    name=f"r{level}")
+            return
+        jvar = st.vars[-1]
+        bvecs = []
+        for n in range(NR):
+            idx = [se.ix(i, {**env, jvar: b.add(j0, I64(n * vw))}) for i in plan.b.index]
+            ptr = se.address(plan.b.tensor, idx)
+            bvecs.append(b.call(mload, [ptr, I32(4), masks[n], zero]))
+        for m in range(mr):
+            idx = [se.ix(i, {**env, plan.p: b.add(env[plan.p], I64(m)), jvar: j0})
+                   for i in plan.a.index]
+            a = b.load(se.address(plan.a.tensor, idx), typ=f32)
+            splat = b.insert_element(ir.Constant(vec, None), a, I32(0))
+            splat = b.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(I32, vw),
+                                                               [ir.Constant(I32, 0)] * vw))
+            for n in range(NR):
+                acc = b.load(accs[m][n], typ=vec)
+                b.store(b.call(fma, [splat, bvecs[n], acc]), accs[m][n])
+
+    se.loop(lo, hi, outer, name="q")
