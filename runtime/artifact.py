@@ -9,6 +9,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 import onnx
@@ -78,7 +79,25 @@ def save_artifact(path: str | os.PathLike, session) -> None:
     os.replace(tmp, path)
 
 
+# What a damaged zip can raise from the standard library, besides BadZipFile.
+_DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError,
+            ValueError, KeyError, TypeError, RuntimeError, UnicodeDecodeError, zlib.error)
+
+
 def load_artifact(path: str | os.PathLike, num_threads: int | None = None):
+    """A Session from an artifact file; any damage is reported as ArtifactError."""
+    if not os.path.exists(path):
+        raise ArtifactError(f"artifact {os.fspath(path)!r} does not exist")
+    try:
+        return _load(path, num_threads)
+    except ArtifactError:
+        raise
+    except _DAMAGED as exc:
+        raise ArtifactError(f"{os.fspath(path)!r} is damaged or not an onnxc artifact "
+                            f"({type(exc).__name__}: {exc})") from exc
+
+
+def _load(path: str | os.PathLike, num_threads: int | None):
     from onnxc.runtime.session import Session
 
     try:

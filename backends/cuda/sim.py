@@ -1,0 +1,205 @@
+"""cuda-sim: run the generated CUDA C on the CPU, to check its meaning where there is no GPU.
+
+The CUDA source is compiled by the host C++ compiler after a small emulation header
+(``SIM_RUNTIME``): ``__global__`` functions become plain functions, ``threadIdx``/``blockIdx``/
+``blockDim``/``gridDim`` thread-local globals, ``__half`` a 16-bit IEEE value converted through
+``_Float16``. sim.py writes one ``extern "C" launch_<entry>(void** params, grid, block)`` per
+``__global__`` function; ``params`` follows cuLaunchKernel's convention (params[k] points at the
+k-th argument's value). Blocks run one after another. A kernel that uses ``__syncthreads`` or
+``__shared__`` runs each block's threads as real ``std::thread``s around a ``std::barrier``, and
+``__shared__`` becomes ``static``, which is exactly one block's shared memory since blocks never
+overlap. Kernels without them run their threads as a plain loop, which is much faster. Warp
+intrinsics (``__shfl_*``) are not emulated yet: no generated kernel uses them.
+
+Buffers start filled with 0xFF bytes (NaN for floats) so an element a kernel forgets to write
+shows up in the comparison instead of passing by luck.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+from onnxc.ir.errors import CompileError
+
+from .codegen import CudaModule, Launch, render_module
+
+SIM_RUNTIME = r"""// cuda-sim: the CUDA execution model emulated on the host (onnxc/backends/cuda/sim.py).
+#define ONNXC_CUDA_SIM 1
+#include <math.h>
+#include <string.h>
+#include <barrier>
+#include <thread>
+#include <vector>
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+#define __shared__ static  // blocks run one at a time: a static is one block's shared memory
+struct dim3 {
+  unsigned x, y, z;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+static thread_local dim3 threadIdx(0, 0, 0), blockIdx(0, 0, 0), blockDim, gridDim;
+static thread_local std::barrier<>* ox_block_barrier = nullptr;
+inline void __syncthreads() { if (ox_block_barrier) ox_block_barrier->arrive_and_wait(); }
+struct __half { unsigned short bits; };
+inline float __half2float(__half h) { _Float16 f; memcpy(&f, &h.bits, 2); return (float)f; }
+inline __half __float2half(float x) {
+  _Float16 f = (_Float16)x; __half h; memcpy(&h.bits, &f, 2); return h; }
+template <typename F>
+static void ox_launch(unsigned grid, unsigned block, bool threaded, F&& body) {
+  const dim3 g(grid), b(block);
+  if (!threaded) {
+    gridDim = g; blockDim = b;
+    for (unsigned bx = 0; bx < grid; ++bx) {
+      blockIdx = dim3(bx, 0, 0);
+      for (unsigned tx = 0; tx < block; ++tx) { threadIdx = dim3(tx, 0, 0); body(); }
+    }
+    return;
+  }
+  for (unsigned bx = 0; bx < grid; ++bx) {
+    std::barrier<> bar(block);
+    std::vector<std::thread> threads;
+    threads.reserve(block);
+    for (unsigned tx = 0; tx < block; ++tx) {
+      threads.emplace_back([&, tx] {
+        gridDim = g; blockDim = b; blockIdx = dim3(bx, 0, 0); threadIdx = dim3(tx, 0, 0);
+        ox_block_barrier = &bar;
+        body();
+        bar.arrive_and_drop();  // an exited thread no longer counts at the barrier
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+}
+"""
+
+_SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+_loaded: dict[str, "SimModule"] = {}  # per process, by source hash: node tests reuse kernels
+
+
+def find_cxx() -> str | None:
+    """The host C++ compiler used for cuda-sim ($CXX, g++ or clang++)."""
+    for name in (os.environ.get("CXX"), "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def launchers(source: str) -> tuple[str, list[str]]:
+    """One ``launch_<entry>`` host function per ``__global__`` function of ``source``."""
+    out, entries = [], []
+    matches = list(_SIGNATURE.finditer(source))
+    for k, m in enumerate(matches):
+        name, params = m.group(1), m.group(2).strip()
+        end = matches[k + 1].start() if k + 1 < len(matches) else len(source)
+        body = source[m.end():end]
+        threaded = "__syncthreads" in body or "__shared__" in body
+        args = []
+        for n, param in enumerate(p.strip() for p in params.split(",") if p.strip()):
+            ctype = re.sub(r"\b__restrict__\b", "", param.rsplit(None, 1)[0]).strip()
+            if param.rstrip().endswith("*"):  # an unnamed pointer parameter
+                ctype = param.replace("__restrict__", "").strip()
+            args.append(f"*({ctype}*)params[{n}]")
+        out.append(f'extern "C" void launch_{name}(void** params, unsigned grid, '
+                   f'unsigned block) {{\n  ox_launch(grid, block, {str(threaded).lower()}, '
+                   f'[&] {{ {name}({", ".join(args)}); }});\n}}\n')
+        entries.append(name)
+    return "\n".join(out), entries
+
+
+class SimModule:
+    """A CUDA source compiled for cuda-sim and loaded with ctypes."""
+
+    def __init__(self, source: str, cxx_flags: Sequence[str] = ("-O1",)):
+        cxx = find_cxx()
+        if cxx is None:
+            raise CompileError("cuda-sim needs a C++20 compiler (g++ or clang++); none found")
+        glue, self.entries = launchers(source)
+        text = SIM_RUNTIME + "\n#line 1 \"module.cu\"\n" + source + "\n" + glue
+        with tempfile.TemporaryDirectory(prefix="onnxc-sim-") as tmp:
+            src, lib = os.path.join(tmp, "module.cc"), os.path.join(tmp, "module.so")
+            with open(src, "w") as f:
+                f.write(text)
+            cmd = [cxx, "-x", "c++", "-std=c++20", *cxx_flags, "-fPIC", "-shared", "-pthread",
+                   "-fno-fast-math", "-w", "-o", lib, src]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                log = (proc.stdout + proc.stderr).replace(tmp + os.sep, "")
+                raise CompileError(f"cuda-sim: {os.path.basename(cxx)} failed:\n{log[:4000]}")
+            self.lib = ctypes.CDLL(lib)  # the mapping outlives the deleted file
+        self._fns = {}
+        for name in self.entries:
+            fn = getattr(self.lib, f"launch_{name}")
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            fn.restype = None
+            self._fns[name] = fn
+
+    def launch(self, entry: str, pointers: Sequence[int], grid: int, block: int) -> None:
+        """Run ``entry<<<grid, block>>>(pointers...)`` to completion."""
+        n = max(len(pointers), 1)
+        values = (ctypes.c_void_p * n)(*pointers)
+        base = ctypes.addressof(values)
+        size = ctypes.sizeof(ctypes.c_void_p)
+        params = (ctypes.c_void_p * n)(*[base + k * size for k in range(len(pointers))])
+        self._fns[entry](params, grid, block)
+
+
+def load_sim(source: str) -> SimModule:
+    """A SimModule for ``source``, reused within this process when the text is the same."""
+    key = hashlib.sha256(source.encode()).hexdigest()
+    if key not in _loaded:
+        _loaded[key] = SimModule(source)
+    return _loaded[key]
+
+
+def _poisoned(shape, dtype) -> np.ndarray:
+    array = np.empty(shape, dtype=dtype)
+    array.reshape(-1).view(np.uint8)[:] = 0xFF
+    return array
+
+
+def run_launches(sim: SimModule, launches: Sequence[Launch], feeds: Sequence[np.ndarray],
+                 outputs: Sequence[np.ndarray], constants: Sequence[np.ndarray],
+                 arena_bytes: int) -> None:
+    """Run a plan's launches in order on host buffers, pointer tables filled like the runtime."""
+    arena = np.full(arena_bytes + 64, 0xFF, dtype=np.uint8)
+    base = arena.ctypes.data + (-arena.ctypes.data) % 64
+    tables = {"input": [a.ctypes.data for a in feeds], "output": [a.ctypes.data for a in outputs],
+              "const": [a.ctypes.data for a in constants]}
+    for ln in launches:
+        if ln.total == 0:
+            continue  # CUDA rejects empty grids; nothing to compute
+        ptrs = [base + i if region == "arena" else tables[region][i] for region, i in ln.slots]
+        sim.launch(ln.entry, ptrs, ln.grid, ln.block)
+
+
+def run_plan_sim(plan, feeds: Sequence[np.ndarray], module: CudaModule | None = None
+                 ) -> list[np.ndarray]:
+    """Execute an ``ExecutionPlan`` under cuda-sim; feeds in plan input order, like Executable.run.
+    """
+    module = module or render_module(plan.calls)
+    sim = load_sim(module.source)
+    feeds = [_contiguous(np.asarray(f, dtype=s.dtype)) for f, s in zip(feeds, plan.inputs)]
+    consts = [_contiguous(c) for c in plan.constants]
+    outs = [_poisoned(o.shape, o.dtype) for o in plan.outputs]
+    run_launches(sim, module.launches, feeds, outs, consts, plan.arena_bytes)
+    return outs
+
+
+def _contiguous(array) -> np.ndarray:
+    array = np.asarray(array)
+    return array if array.flags.c_contiguous else np.array(array, order="C")
+
+
+__all__ = ["SimModule", "load_sim", "run_launches", "run_plan_sim", "launchers", "SIM_RUNTIME",
+           "find_cxx"]

@@ -1,0 +1,1 @@
+"""Benchmarks: onnxc side by side with onnxruntime in one process (``python -m bench``)."""
