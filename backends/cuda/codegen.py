@@ -123,6 +123,25 @@ def _children(e: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+def _used_vars(root: Expr) -> set[Var]:
+    """Index variables that some load or index value of the expression reads."""
+    used: set[Var] = set()
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        stack.extend(_children(e))
+        if isinstance(e, Load):
+            for i in e.index:
+                used |= i.vars()
+        elif isinstance(e, IndexValue):
+            used |= e.index.vars()
+    return used
+
+
 def _use_counts(root: Expr) -> dict[int, int]:
     """How many parents each node of the expression DAG has (by object identity)."""
     counts: dict[int, int] = {}
@@ -153,6 +172,7 @@ class StageWriter:
         self.counts = _use_counts(st.body)
         self.lines: list[str] = []
         self.vnames: dict[Var, str] = {}
+        self.extents: dict[Var, int] = dict(zip(st.vars, st.shape))  # loop ranges, for checks
         self.scopes: list[dict[int, str]] = [{}]
         self.ntemps = 0
 
@@ -176,6 +196,8 @@ class StageWriter:
             return self.var(e)
         if e.kind == "const":
             return str(e.a) if abs(e.a) < 2 ** 31 else f"{e.a}LL"
+        if e.kind == "add" and e.b.kind == "const" and e.b.a < 0:
+            return f"({self.ix(e.a)} - {-e.b.a})"
         sym = {"add": "+", "mul": "*", "div": "/", "mod": "%"}[e.kind]
         return f"({self.ix(e.a)} {sym} {self.ix(e.b)})"
 
@@ -184,7 +206,8 @@ class StageWriter:
         if len(index) != len(shape):
             raise CompileError(f"load of {tensor} with {len(index)} indices, rank {len(shape)}")
         terms = [self.ix(i) if s == 1 else f"{self.ix(i)} * {s}"
-                 for i, s in zip(index, static_strides(shape)) if s != 0]
+                 for i, s in zip(index, static_strides(shape))
+                 if s != 0 and not (i.kind == "const" and i.a == 0)]
         return " + ".join(terms) if terms else "0"
 
     # -- expressions -----------------------------------------------------------------------
@@ -226,9 +249,12 @@ class StageWriter:
             return value
         checks = []
         for i, n in zip(e.index, self.shapes[e.tensor]):
+            if isinstance(i, Var) and self.extents.get(i, n + 1) <= n:
+                continue  # a loop variable that stays inside the dimension
+            if i.kind == "const" and 0 <= i.a < n:
+                continue
             s = self.ix(i)
-            checks.append(f"{s} >= 0 && {s} < {n}" if not isinstance(i, Var) or n <= 0 else
-                          f"{s} < {n}")  # a bare loop var is never negative
+            checks.append(f"{s} >= 0 && {s} < {n}")
         return f"(({' && '.join(checks) or 'true'}) ? {value} : {literal(e.pad, e.dtype)})"
 
     def reduce(self, e: Reduce, depth: int) -> str:
@@ -237,6 +263,7 @@ class StageWriter:
         self.emit(depth, f"{t} {acc} = {reduce_init(e.kind, e.dtype)};")
         for level, (v, n) in enumerate(e.axes):
             name = self.var(v)
+            self.extents[v] = n
             self.emit(depth + level, f"for (i64 {name} = 0; {name} < {n}; ++{name}) {{")
         inner = depth + len(e.axes)
         self.scopes.append({})
@@ -336,6 +363,25 @@ def _signature(kernel: Kernel, pnames: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
+def _unflatten(w: StageWriter, st: Stage) -> None:
+    """Declare the stage vars the body reads from the flat index ``_q`` (div/mod by extents)."""
+    used = _used_vars(st.body)
+    live = [k for k, v in enumerate(st.vars) if v in used]
+    divided = [k for k in live if st.shape[k] != 1]  # extent-1 vars are just 0
+    if divided:
+        w.emit(2, f"{'u32' if math.prod(st.shape) < 2 ** 31 else 'u64'} _r = _q;")
+    for k in range(len(st.vars) - 1, -1, -1):
+        name, n = w.var(st.vars[k]), st.shape[k]
+        line = ""
+        if k in live:
+            value = "0" if n == 1 else f"_r % {n}u" if k else "_r"
+            line = f"const i64 {name} = {value};"
+        if divided and k > divided[0] and n != 1:
+            line += f" _r /= {n}u;"
+        if line:
+            w.emit(2, line.strip())
+
+
 def stage_function(kernel: Kernel, index: int, entry: str) -> str:
     """The ``__global__`` function computing stage ``index`` of ``kernel``."""
     st = kernel.stages[index]
@@ -346,17 +392,9 @@ def stage_function(kernel: Kernel, index: int, entry: str) -> str:
                            f"buffer's {out.shape}")
     w = StageWriter(kernel, st, pnames)
     total = math.prod(st.shape)
-    narrow = total < 2 ** 31
     w.emit(1, f"for (i64 _q = (i64)blockIdx.x * blockDim.x + threadIdx.x; _q < {total}LL; "
               f"_q += (i64)blockDim.x * gridDim.x) {{")
-    if st.vars:
-        w.emit(2, f"{'u32' if narrow else 'u64'} _r = _q;")
-    for k in range(len(st.vars) - 1, -1, -1):
-        name, n = w.var(st.vars[k]), st.shape[k]
-        if k:
-            w.emit(2, f"const i64 {name} = _r % {n}u; _r /= {n}u;")
-        else:
-            w.emit(2, f"const i64 {name} = _r;")
+    _unflatten(w, st)
     value = w.expr(st.body, 2)
     if out.dtype == DType.bool:
         value = f"(u8)({value})"

@@ -55,14 +55,14 @@ struct __half { unsigned short bits; };
 inline float __half2float(__half h) { _Float16 f; memcpy(&f, &h.bits, 2); return (float)f; }
 inline __half __float2half(float x) {
   _Float16 f = (_Float16)x; __half h; memcpy(&h.bits, &f, 2); return h; }
-template <typename F>
-static void ox_launch(unsigned grid, unsigned block, bool threaded, F&& body) {
+typedef void (*ox_body)(void**);
+static void ox_launch(unsigned grid, unsigned block, bool threaded, ox_body body, void** params) {
   const dim3 g(grid), b(block);
   if (!threaded) {
     gridDim = g; blockDim = b;
     for (unsigned bx = 0; bx < grid; ++bx) {
       blockIdx = dim3(bx, 0, 0);
-      for (unsigned tx = 0; tx < block; ++tx) { threadIdx = dim3(tx, 0, 0); body(); }
+      for (unsigned tx = 0; tx < block; ++tx) { threadIdx = dim3(tx, 0, 0); body(params); }
     }
     return;
   }
@@ -74,7 +74,7 @@ static void ox_launch(unsigned grid, unsigned block, bool threaded, F&& body) {
       threads.emplace_back([&, tx] {
         gridDim = g; blockDim = b; blockIdx = dim3(bx, 0, 0); threadIdx = dim3(tx, 0, 0);
         ox_block_barrier = &bar;
-        body();
+        body(params);
         bar.arrive_and_drop();  // an exited thread no longer counts at the barrier
       });
     }
@@ -110,9 +110,10 @@ def launchers(source: str) -> tuple[str, list[str]]:
             if param.rstrip().endswith("*"):  # an unnamed pointer parameter
                 ctype = param.replace("__restrict__", "").strip()
             args.append(f"*({ctype}*)params[{n}]")
-        out.append(f'extern "C" void launch_{name}(void** params, unsigned grid, '
-                   f'unsigned block) {{\n  ox_launch(grid, block, {str(threaded).lower()}, '
-                   f'[&] {{ {name}({", ".join(args)}); }});\n}}\n')
+        out.append(f"static void body_{name}(void** params) {{ {name}({', '.join(args)}); }}\n"
+                   f'extern "C" void launch_{name}(void** params, unsigned grid, unsigned block) '
+                   f"{{\n  ox_launch(grid, block, {str(threaded).lower()}, body_{name}, params);"
+                   "\n}\n")
         entries.append(name)
     return "\n".join(out), entries
 
@@ -203,3 +204,22 @@ def _contiguous(array) -> np.ndarray:
 
 __all__ = ["SimModule", "load_sim", "run_launches", "run_plan_sim", "launchers", "SIM_RUNTIME",
            "find_cxx"]
+
+
+def plan_for_model(model, feeds: dict):
+    """Import, optimize and plan ``model`` for the shapes (and, where the compiler asks for
+    them, the values) of ``feeds``, the way runtime/build.py does for the cpu target."""
+    from onnxc.ir.errors import InputValueNeeded
+    from onnxc.runtime.build import CompileOptions, optimize_graph
+    from onnxc.runtime.plan import make_plan
+
+    shapes = {k: np.asarray(v).shape for k, v in feeds.items()}
+    values: dict = {}
+    while True:
+        try:
+            graph = optimize_graph(model, shapes, CompileOptions(), values or None)
+            return make_plan(graph)
+        except InputValueNeeded as need:
+            if need.input_name in values or need.input_name not in feeds:
+                raise
+            values[need.input_name] = np.asarray(feeds[need.input_name])
