@@ -149,6 +149,17 @@ class Graph:
         old.uses = []
         self.outputs = [new if v is old else v for v in self.outputs]
 
+    def set_input(self, node: Node, k: int, value: Value | None) -> None:
+        """Make input ``k`` of ``node`` read ``value`` (appending inputs as needed)."""
+        while len(node.inputs) <= k:
+            node.inputs.append(None)
+        old = node.inputs[k]
+        if old is not None and node in old.uses:
+            old.uses.remove(node)
+        node.inputs[k] = value
+        if value is not None:
+            value.uses.append(node)
+
     def remove_node(self, node: Node) -> None:
         for v in node.inputs:
             if v is not None and node in v.uses:

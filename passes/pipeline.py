@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .cleanup import DeadCodeElimination, EliminateIdentity, MaterializeOutputs
+from .fold_batchnorm import FoldBatchNorm
 from .fusion import FuseElementwise
 from .manager import Pass
 
@@ -9,7 +10,7 @@ from .manager import Pass
 def pipeline(opt_level: int) -> list[Pass]:
     passes: list[Pass] = []
     if opt_level >= 1:
-        passes += [EliminateIdentity(), DeadCodeElimination()]
+        passes += [EliminateIdentity(), FoldBatchNorm(), DeadCodeElimination()]
     if opt_level >= 2:
         passes += [FuseElementwise()]
     passes += [MaterializeOutputs()]
@@ -17,5 +18,5 @@ def pipeline(opt_level: int) -> list[Pass]:
 
 
 def all_passes() -> dict[str, type[Pass]]:
-    return {p.name: p for p in (EliminateIdentity, DeadCodeElimination, FuseElementwise,
-                                MaterializeOutputs)}
+    return {p.name: p for p in (EliminateIdentity, FoldBatchNorm, DeadCodeElimination,
+                                FuseElementwise, MaterializeOutputs)}

@@ -115,8 +115,7 @@ def test_sim_runs_block_threads_with_a_barrier_and_shared_memory():
     sim = SimModule(BLOCK_SUM)
     x = np.random.default_rng(0).standard_normal((3, 1000)).astype(np.float32)
     out = np.zeros(3, np.float32)
-    n = np.array(1000, np.int32)  # scalar arguments are passed by address, as with CUDA
-    sim.launch("block_sum", [x.ctypes.data, out.ctypes.data, n.ctypes.data], 3, 64)
+    sim.launch("block_sum", [x.ctypes.data, out.ctypes.data, 1000], 3, 64)
     np.testing.assert_allclose(out, x.sum(axis=1), rtol=1e-5)
 
 
@@ -136,13 +135,13 @@ def _node_cases():
     import onnx.backend.test.case.node as node_cases
     from onnx import TensorProto, numpy_helper
 
-    from test_onnx_node_cases import KNOWN_FAILURES, SUPPORTED
+    with warnings.catch_warnings():  # generating the cases warns about overflows on purpose
+        warnings.simplefilter("ignore")
+        from test_onnx_node_cases import KNOWN_FAILURES, SUPPORTED
 
+        cases = node_cases.collect_testcases()
     include = re.compile(r"^test_(" + "|".join(SUPPORTED) + r")(_.*)?_cpu$")
     exclude = [re.compile(p) for ps in KNOWN_FAILURES.values() for p in ps]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = node_cases.collect_testcases()
     selected = []
     for case in cases:
         name = case.name + "_cpu"  # the names onnx's BackendTest matches the patterns against
@@ -171,6 +170,8 @@ def node_modules():
 
 @needs_cxx
 def test_onnx_node_cases_on_cuda_sim(node_modules):
+    from onnx import TensorProto, numpy_helper
+
     jobs, modules, source, failures = node_modules
     sim = SimModule(source)  # one compiler call for every case
     for (case, feeds, outputs, plan, _), mod in zip(jobs, modules):
@@ -180,7 +181,8 @@ def test_onnx_node_cases_on_cuda_sim(node_modules):
                                              for s in plan.inputs], outs,
                          [np.ascontiguousarray(c) for c in plan.constants], plan.arena_bytes)
             for got, want in zip(outs, outputs):
-                want = np.asarray(want)
+                want = numpy_helper.to_array(want) if isinstance(want, TensorProto) else \
+                    np.asarray(want)
                 assert got.dtype == want.dtype, (got.dtype, want.dtype)
                 np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)
         except Exception as exc:

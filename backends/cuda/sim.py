@@ -145,8 +145,10 @@ class SimModule:
             fn.restype = None
             self._fns[name] = fn
 
-    def launch(self, entry: str, pointers: Sequence[int], grid: int, block: int) -> None:
-        """Run ``entry<<<grid, block>>>(pointers...)`` to completion."""
+    def launch(self, entry: str, args: Sequence[int], grid: int, block: int) -> None:
+        """Run ``entry<<<grid, block>>>(args...)`` to completion. Each argument is a pointer
+        (an address) or an integer scalar, passed like cuLaunchKernel does (by address)."""
+        pointers = args
         n = max(len(pointers), 1)
         values = (ctypes.c_void_p * n)(*pointers)
         base = ctypes.addressof(values)
