@@ -133,7 +133,8 @@ class ImportContext:
             if any(t.numel() > MAX_FOLD_ELEMENTS for t in out_types if t.is_static):
                 return None
             results = _interpret(op, inputs, out_types, attrs)
-        hint = self.node.output[0] if self.node.output else op
+        first = next((v for v in inputs if v is not None), None)
+        hint = f"{first.name}_{op.lower()}" if first is not None else op.lower()
         return [self.constant(np.asarray(r, dtype=t.dtype.np).reshape(t.shape), hint)
                 for r, t in zip(results, out_types)]
 

@@ -246,7 +246,7 @@ def _avgpool(ctx: ImportContext, node):
     divisor = pool_divisor(x.shape[2:], out_spatial, attrs["kernel_shape"], attrs["strides"],
                            attrs["pads"], attrs["dilations"], include_pad)
     div = ctx.constant(divisor.astype(x.dtype.np), "pool_divisor")
-    return ctx.add("AveragePool", [x, div], attrs)
+    return ctx.add("AveragePool", [x, div], {**attrs, "count_include_pad": int(include_pad)})
 
 
 @onnx_op("GlobalAveragePool", "GlobalMaxPool")

@@ -8,10 +8,10 @@
 from onnxc.ir.errors import (ArtifactError, CompileError, InputError, ModelError, OnnxcError,
                              UnsupportedOpError)
 
-from .api import compile, load
+from .api import compile, load, optimize
 from onnxc.runtime.session import NodeArg, Session
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "load", "Session", "NodeArg", "OnnxcError", "ModelError",
+__all__ = ["compile", "load", "optimize", "Session", "NodeArg", "OnnxcError", "ModelError",
            "UnsupportedOpError", "InputError", "ArtifactError", "CompileError", "__version__"]

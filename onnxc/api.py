@@ -71,6 +71,27 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     return session
 
 
+def optimize(model: ModelLike, opt_level: int = 2, *,
+             input_shapes: dict[str, Sequence[int]] | None = None,
+             disable_passes: Sequence[str] = ()) -> "onnx.ModelProto":
+    """The model after onnxc's graph optimizations, as standard-opset ONNX.
+
+    The result passes ``onnx.checker.check_model(full_check=True)`` and runs on onnxruntime.
+    Symbolic input dims must be fixed with ``input_shapes`` (shapes are specialized).
+    """
+    import onnx
+
+    from onnxc.frontend.exporter import export_model
+    from onnxc.runtime.build import optimize_graph
+
+    proto, _ = load_model(model)
+    options = CompileOptions(opt_level=opt_level, disabled_passes=tuple(disable_passes))
+    graph = optimize_graph(proto, input_shapes, options)
+    out = export_model(graph)
+    onnx.checker.check_model(out, full_check=True)
+    return out
+
+
 def _declared_output(vi) -> TensorSpec:
     """An output as the model declares it; its shape may be unknown until the first run."""
     from onnxc.frontend.onnx_types import dtype_from_onnx

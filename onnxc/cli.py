@@ -23,6 +23,7 @@ examples:
   onnxc run model.onnxc --input x=x.npy --output-dir out/
   onnxc run model.onnx --random-inputs --seed 1 --input-shape x=8,16
   onnxc inspect model.onnxc
+  onnxc optimize model.onnx -o model.opt.onnx --input-shape x=1,3,224,224
   python -m onnxc inspect model.onnx -O 0
 """
 
@@ -102,6 +103,12 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="worker threads at run time (default: all cores)")
     build.add_argument("--input-shape", type=_parse_shape, action="append", metavar="NAME=DIMS",
                        help="fix a symbolic input shape, e.g. x=1,3,224,224 (repeatable)")
+    build.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                       help="skip an optimization pass (repeatable); see --list-passes")
+    build.add_argument("--print-after", action="append", default=[], metavar="NAME",
+                       help="print the IR after pass NAME ('all' for every pass)")
+    build.add_argument("--time-passes", action="store_true",
+                       help="print how long each compile phase and pass took")
 
     p = sub.add_parser("compile", parents=[build], formatter_class=fmt, epilog=_EPILOG,
                        help="compile an ONNX model into an artifact file",
@@ -125,6 +132,15 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="save each output as DIR/<name>.npy (default: print only)")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("optimize", parents=[build], formatter_class=fmt, epilog=_EPILOG,
+                       help="write the optimized graph back out as standard ONNX",
+                       description="Optimize MODEL and save it as a standard-opset ONNX file "
+                                   "that any ONNX runtime can run.")
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx",
+                   help="where to write the optimized model")
+    p.set_defaults(func=_cmd_optimize)
+
     p = sub.add_parser("inspect", parents=[build], formatter_class=fmt, epilog=_EPILOG,
                        help="describe an artifact, or the IR of a compiled model",
                        description="Print what the executable holds as JSON; for an .onnx "
@@ -146,9 +162,25 @@ def _compile(args: argparse.Namespace, model: Path) -> Any:
 
     _must_exist(model)
     log.info("compiling %s for %s at -O%d", model, args.target, args.opt_level)
-    return onnxc.compile(str(model), target=args.target, opt_level=args.opt_level,
-                         num_threads=args.num_threads,
-                         input_shapes=_to_dict(args.input_shape, "--input-shape"))
+    from onnxc.passes import all_passes
+
+    unknown = [n for n in args.disable_pass + args.print_after
+               if n not in all_passes() and n != "all"]
+    if unknown:
+        raise _CliError(f"unknown pass(es) {unknown}; the passes are {sorted(all_passes())}")
+    session = onnxc.compile(str(model), target=args.target, opt_level=args.opt_level,
+                            num_threads=args.num_threads,
+                            input_shapes=_to_dict(args.input_shape, "--input-shape"),
+                            disable_passes=args.disable_pass, print_after=args.print_after)
+    if args.time_passes:
+        timings = session.describe()["timings"]
+        for phase, value in timings.items():
+            if isinstance(value, dict):
+                for name, seconds in value.items():
+                    print(f"  pass {name:<24} {1000 * seconds:9.2f} ms")
+            else:
+                print(f"{phase:<30} {1000 * value:9.2f} ms")
+    return session
 
 
 def _open(args: argparse.Namespace, path: Path) -> tuple[Any, bool]:
@@ -181,6 +213,22 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     size = args.output.stat().st_size
     print(f"{args.model} -> {args.output}: {count} kernels, compiled in "
           f"{seconds:.2f} s, {size / 1024:.1f} KiB")
+    return 0
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    import onnx
+
+    import onnxc
+
+    _must_exist(args.model)
+    model = onnxc.optimize(str(args.model), opt_level=args.opt_level,
+                           input_shapes=_to_dict(args.input_shape, "--input-shape"),
+                           disable_passes=args.disable_pass)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(args.output))
+    before = len(onnx.load(str(args.model), load_external_data=False).graph.node)
+    print(f"{args.model} -> {args.output}: {before} nodes -> {len(model.graph.node)} nodes")
     return 0
 
 

@@ -6,16 +6,14 @@ tests/cuda_models.py), and the reference outputs shipped with ONNX's node test c
 """
 from __future__ import annotations
 
-import re
-import warnings
-
 import numpy as np
 import pytest
 
 import cuda_models
 from onnxc.backends.cuda import compile_cuda, find_nvcc, render_kernel, render_module
 from onnxc.backends.cuda.codegen import merge_modules
-from onnxc.backends.cuda.sim import SimModule, find_cxx, plan_for_model, run_launches, run_plan_sim
+from onnxc.backends.cuda.sim import (SimModule, find_cxx, plan_for_model, run_launches,
+                                     run_plan_sim)
 from onnxc.ir.errors import CompileError
 
 needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found (no CUDA toolkit on "
@@ -130,35 +128,10 @@ def test_sim_exposes_unwritten_outputs():
 
 
 # -- ONNX node test cases on cuda-sim ----------------------------------------------------------
-def _node_cases():
-    """The node cases tests/test_onnx_node_cases.py runs on the cpu backend, same filters."""
-    import onnx.backend.test.case.node as node_cases
-    from onnx import TensorProto, numpy_helper
-
-    with warnings.catch_warnings():  # generating the cases warns about overflows on purpose
-        warnings.simplefilter("ignore")
-        from test_onnx_node_cases import KNOWN_FAILURES, SUPPORTED
-
-        cases = node_cases.collect_testcases()
-    include = re.compile(r"^test_(" + "|".join(SUPPORTED) + r")(_.*)?_cpu$")
-    exclude = [re.compile(p) for ps in KNOWN_FAILURES.values() for p in ps]
-    selected = []
-    for case in cases:
-        name = case.name + "_cpu"  # the names onnx's BackendTest matches the patterns against
-        if not include.match(name) or any(p.match(name) for p in exclude):
-            continue
-        for inputs, outputs in case.data_sets:
-            arrays = [numpy_helper.to_array(x) if isinstance(x, TensorProto) else np.asarray(x)
-                      for x in inputs]
-            feeds = dict(zip([i.name for i in case.model.graph.input], arrays))
-            selected.append((case, feeds, outputs))
-    return selected
-
-
 @pytest.fixture(scope="module")
 def node_modules():
     jobs, failures = [], {}
-    for case, feeds, outputs in _node_cases():
+    for case, feeds, outputs in cuda_models.node_cases():
         try:
             plan = plan_for_model(case.model, feeds)
             jobs.append((case, feeds, outputs, plan, render_module(plan.calls)))
@@ -170,8 +143,6 @@ def node_modules():
 
 @needs_cxx
 def test_onnx_node_cases_on_cuda_sim(node_modules):
-    from onnx import TensorProto, numpy_helper
-
     jobs, modules, source, failures = node_modules
     sim = SimModule(source)  # one compiler call for every case
     for (case, feeds, outputs, plan, _), mod in zip(jobs, modules):
@@ -181,8 +152,6 @@ def test_onnx_node_cases_on_cuda_sim(node_modules):
                                              for s in plan.inputs], outs,
                          [np.ascontiguousarray(c) for c in plan.constants], plan.arena_bytes)
             for got, want in zip(outs, outputs):
-                want = numpy_helper.to_array(want) if isinstance(want, TensorProto) else \
-                    np.asarray(want)
                 assert got.dtype == want.dtype, (got.dtype, want.dtype)
                 np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)
         except Exception as exc:

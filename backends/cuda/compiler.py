@@ -72,8 +72,9 @@ def compile_cuda(source: str, arch_list: Sequence[str] = DEFAULT_ARCHS, *,
         os.mkdir(keep)
         with open(src, "w") as f:
             f.write(source)
-        cmd = [nvcc, "-fatbin", "-std=c++17", "-O3", "--resource-usage", "--keep",
-               "--keep-dir", keep, *gencode_flags(arch_list), *extra_flags, "-o", out, src]
+        cmd = [nvcc, "-fatbin", "-std=c++17", "-O3", "--threads", "0", "--resource-usage",
+               "--keep", "--keep-dir", keep, *gencode_flags(arch_list), *extra_flags,
+               "-o", out, src]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -31,7 +31,7 @@ from onnxc.ir.errors import CompileError
 
 from .codegen import CudaModule, Launch, render_module
 
-SIM_RUNTIME = r"""// cuda-sim: the CUDA execution model emulated on the host (onnxc/backends/cuda/sim.py).
+SIM_RUNTIME = r"""// cuda-sim: the CUDA execution model emulated on the host (backends/cuda/sim.py).
 #define ONNXC_CUDA_SIM 1
 #include <math.h>
 #include <string.h>

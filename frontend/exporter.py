@@ -1,0 +1,173 @@
+"""IR -> standard ONNX: the model-conversion writer behind ``onnxc.optimize``.
+
+Every core op maps back onto one default-domain ONNX op (fused kernels are written as their
+member nodes), so the result runs on any ONNX runtime and passes the full checker.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from onnxc.ir import Graph, Node, Value
+from onnxc.ir.dtypes import DType
+from onnxc.ir.errors import OnnxcError
+
+from .onnx_types import dtype_to_onnx
+
+EXPORT_OPSET = 17
+SAME_NAME = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid", "Tanh", "Exp",
+             "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Identity", "Less", "LessOrEqual",
+             "Greater", "GreaterOrEqual", "Equal", "And", "Or", "Xor", "Not", "Where", "MatMul"}
+
+
+class _Writer:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.names: dict[int, str] = {}
+        self.used: set[str] = set()
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+    def name(self, v: Value | None) -> str:
+        if v is None:
+            return ""
+        if id(v) not in self.names:
+            self.names[id(v)] = self.fresh(v.name)
+        return self.names[id(v)]
+
+    def constant(self, array: np.ndarray, hint: str) -> str:
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def emit(self, op: str, node: Node, inputs: list[str], **attrs) -> None:
+        self.nodes.append(helper.make_node(op, inputs, [self.name(v) for v in node.outputs],
+                                           name=self.name(node.outputs[0]) + "_node", **attrs))
+
+
+def _ints(x) -> list[int]:
+    return [int(v) for v in x]
+
+
+def _pool_attrs(node: Node, dilations: bool = True) -> dict:
+    a = node.attrs
+    out = {"kernel_shape": _ints(a["kernel_shape"]), "strides": _ints(a["strides"]),
+           "pads": _ints(a["pads"]), "ceil_mode": int(a.get("ceil_mode", 0))}
+    if dilations and any(d != 1 for d in a["dilations"]):
+        out["dilations"] = _ints(a["dilations"])
+    return out
+
+
+def _write_node(w: _Writer, node: Node) -> None:
+    ins = [w.name(v) for v in node.inputs]
+    a = node.attrs
+    special: dict[str, Callable[[], None]] = {
+        "LeakyRelu": lambda: w.emit("LeakyRelu", node, ins, alpha=float(a.get("alpha", 0.01))),
+        "Clip": lambda: w.emit("Clip", node, ins),
+        "Cast": lambda: w.emit("Cast", node, ins, to=dtype_to_onnx(DType(a["to"]))),
+        "Conv": lambda: w.emit("Conv", node, ins, group=int(a.get("group", 1)),
+                               strides=_ints(a["strides"]), pads=_ints(a["pads"]),
+                               dilations=_ints(a["dilations"]),
+                               kernel_shape=_ints(node.inputs[1].shape[2:])),
+        "MaxPool": lambda: w.emit("MaxPool", node, ins[:1], **_pool_attrs(node)),
+        "AveragePool": lambda: _avgpool(w, node, ins),
+        "LRN": lambda: w.emit("LRN", node, ins, size=int(a["size"]), alpha=float(a["alpha"]),
+                              beta=float(a["beta"]), bias=float(a["bias"])),
+        "Softmax": lambda: w.emit("Softmax", node, ins, axis=int(a.get("axis", -1))),
+        "LogSoftmax": lambda: w.emit("LogSoftmax", node, ins, axis=int(a.get("axis", -1))),
+        "Reshape": lambda: w.emit("Reshape", node, [ins[0], w.constant(
+            np.array(a["shape"], dtype=np.int64), node.outputs[0].name + "_shape")],
+            allowzero=1),
+        "Transpose": lambda: w.emit("Transpose", node, ins, perm=_ints(a["perm"])),
+        "Concat": lambda: w.emit("Concat", node, ins, axis=int(a["axis"])),
+        "Slice": lambda: _slice(w, node, ins),
+    }
+    if node.op in SAME_NAME:
+        w.emit(node.op, node, ins)
+    elif node.op in special:
+        special[node.op]()
+    elif node.op.startswith("Reduce"):
+        _reduce(w, node, ins)
+    elif node.op == "Fused":
+        for member in node.subgraphs["body"].nodes:
+            _write_node(w, member)
+    else:
+        raise OnnxcError(f"cannot write core op {node.op} (node {node.name!r}) back to ONNX")
+
+
+def _avgpool(w: _Writer, node: Node, ins: list[str]) -> None:
+    if any(d != 1 for d in node.attrs["dilations"]):
+        raise OnnxcError(f"AveragePool {node.name!r} with dilations needs opset 19")
+    w.emit("AveragePool", node, ins[:1], count_include_pad=int(
+        node.attrs.get("count_include_pad", 0)), **_pool_attrs(node, dilations=False))
+
+
+def _slice(w: _Writer, node: Node, ins: list[str]) -> None:
+    a = node.attrs
+    extra = [w.constant(np.array(a[k], dtype=np.int64), f"{node.outputs[0].name}_{k}")
+             for k in ("starts", "ends")]
+    for k in ("axes", "steps"):
+        extra.append(w.constant(np.array(a[k], dtype=np.int64), f"{node.outputs[0].name}_{k}")
+                     if a.get(k) is not None else "")
+    while extra and extra[-1] == "":
+        extra.pop()
+    w.emit("Slice", node, ins[:1] + extra)
+
+
+def _reduce(w: _Writer, node: Node, ins: list[str]) -> None:
+    a = node.attrs
+    axes = _ints(a.get("axes") or [])
+    common = {"keepdims": int(a.get("keepdims", 1))}
+    if node.op == "ReduceSum":
+        extra = [w.constant(np.array(axes, dtype=np.int64), node.outputs[0].name + "_axes")] \
+            if axes else []
+        w.emit("ReduceSum", node, ins[:1] + extra, **common,
+               noop_with_empty_axes=int(a.get("noop_with_empty_axes", 0)))
+    elif a.get("noop_with_empty_axes") and not axes:
+        w.emit("Identity", node, ins[:1])
+    else:
+        w.emit(node.op, node, ins[:1], **common, **({"axes": axes} if axes else {}))
+
+
+def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype_to_onnx(v.dtype), list(v.shape))
+
+
+def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
+    """A standard-opset ModelProto computing the same outputs as ``graph``."""
+    w = _Writer(graph)
+    for v in graph.inputs:
+        w.name(v)
+    for v in graph.constants.values():
+        w.initializers.append(numpy_helper.from_array(np.asarray(v.const), w.name(v)))
+    for node in graph.nodes:
+        _write_node(w, node)
+    outputs = []
+    for v, out_name in zip(graph.outputs, graph.output_names):
+        name = w.name(v)
+        if name != out_name:
+            if out_name in w.used:
+                raise OnnxcError(f"output name {out_name!r} clashes with another value")
+            w.used.add(out_name)
+            w.nodes.append(helper.make_node("Identity", [name], [out_name],
+                                            name=f"{out_name}_output"))
+        outputs.append(_value_info(out_name, v))
+    read = {name for n in w.nodes for name in n.input}
+    w.initializers = [t for t in w.initializers if t.name in read]
+    g = helper.make_graph(w.nodes, graph.name, [_value_info(w.name(v), v) for v in graph.inputs],
+                          outputs, w.initializers)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+                              producer_name=producer)
+    model.ir_version = min(model.ir_version, 8)
+    return model
