@@ -1,2 +1,2 @@
 """Code generators, one folder per target. Imported lazily by the runtime."""
-TARGETS = ("cpu",)
+TARGETS = ("cpu", "cuda", "cuda-sim")

@@ -43,6 +43,8 @@ def save_artifact(path: str | os.PathLike, session) -> None:
     for k, (key, exe) in enumerate(session.executables.items()):
         prefix = f"exe{k}/"
         files[prefix + "code.o"] = exe.object_code
+        if exe.backend != "cpu":
+            files[prefix + "source.cu"] = exe.llvm_ir.encode()
         for c, array in enumerate(exe.constants):
             files[f"{prefix}const{c}.npy"] = _npy(array)
         exes.append({
@@ -55,6 +57,8 @@ def save_artifact(path: str | os.PathLike, session) -> None:
             "kernels": [vars(kinfo) for kinfo in exe.kernels],
             "target": exe.target,
             "needs_openmp": exe.needs_openmp,
+            "backend": exe.backend,
+            "launches": [vars(ln) for ln in exe.launches] if exe.launches else None,
         })
     static = all(isinstance(d, int) for s in session.input_specs for d in s.shape)
     if session.model is not None and (not static or session.value_inputs):
@@ -145,7 +149,14 @@ def _load(path: str | os.PathLike, num_threads: int | None):
                                  [_unspec(s) for s in e["outputs"]], consts, e["arena_bytes"],
                                  e["value_bytes"], [KernelInfo(**{**ki, "slots": [tuple(x) for x in ki["slots"] or []]})
                                   for ki in e["kernels"]],
-                                 read(f"exe{k}/code.o"), e["target"], e["needs_openmp"])
+                                 read(f"exe{k}/code.o"), e["target"], e["needs_openmp"],
+                                 backend=e.get("backend", "cpu"))
+                if exe.backend != "cpu":
+                    from onnxc.backends.cuda import Launch
+
+                    exe.llvm_ir = read(f"exe{k}/source.cu").decode()
+                    exe.launches = [Launch(**{**ln, "slots": [tuple(x) for x in ln["slots"]]})
+                                    for ln in e["launches"]]
                 executables[_tuplify(e["key"])] = exe
             model = None
             if "model.onnx" in sums:
@@ -158,7 +169,8 @@ def _load(path: str | os.PathLike, num_threads: int | None):
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"artifact manifest is malformed: {exc}") from exc
     for exe in executables.values():
-        exe.load()
+        if exe.backend != "cuda":  # loads on first run, where a GPU is
+            exe.load()
     return Session(inputs, outputs, options, model=model, executables=executables,
                    num_threads=num_threads, value_inputs=manifest.get("value_inputs", []))
 

@@ -43,16 +43,14 @@ def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]
 def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
                      options: CompileOptions, input_values: dict | None = None
                      ) -> tuple[Executable, Graph]:
-    if options.target != "cpu":
-        from onnxc.ir.errors import OnnxcError
-
-        raise OnnxcError(f"target {options.target!r} is not available yet; use target='cpu'")
-    from onnxc.backends.cpu import compile_plan
-
     graph = optimize_graph(proto, input_shapes, options, input_values)
     start = time.perf_counter()
     plan = make_plan(graph)
     options.timings["plan"] = time.perf_counter() - start
+    if options.target in ("cuda", "cuda-sim"):
+        return _build_cuda(plan, options), graph
+    from onnxc.backends.cpu import compile_plan
+
     start = time.perf_counter()
     code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp)
     options.timings["codegen"] = time.perf_counter() - start
@@ -65,3 +63,26 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
                      code.llvm_ir)
     return exe, graph
+
+
+def _build_cuda(plan, options: CompileOptions) -> Executable:
+    """CUDA C for the plan; nvcc compiles it to a fatbin (sm_80, sm_90 + PTX) for 'cuda'.
+
+    'cuda-sim' keeps only the source: it is compiled for the CPU emulator when loaded."""
+    from onnxc.backends.cuda import compile_cuda, render_module
+
+    start = time.perf_counter()
+    module = render_module(plan.calls)
+    fatbin = b""
+    if options.target == "cuda":
+        fatbin = compile_cuda(module.source)["fatbin"]
+    options.timings["codegen"] = time.perf_counter() - start
+    device = "cuda:0" if options.target == "cuda" else "cuda-sim"
+    kernels = [KernelInfo(call.kernel.name, call.kernel.name,
+                          list(dict.fromkeys(n for n, _ in call.kernel.origin)),
+                          list(dict.fromkeys(o for _, o in call.kernel.origin)), device=device,
+                          slots=[(s.region, s.index) for s in call.slots])
+               for call in plan.calls]
+    return Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
+                      plan.value_bytes, kernels, fatbin, {"target": options.target}, False,
+                      module.source, backend=options.target, launches=module.launches)

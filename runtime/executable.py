@@ -34,7 +34,9 @@ class Executable:
     object_code: bytes
     target: dict
     needs_openmp: bool
-    llvm_ir: str = ""
+    llvm_ir: str = ""  # generated source: LLVM IR (cpu) or CUDA C (cuda, cuda-sim)
+    backend: str = "cpu"  # "cpu", "cuda" (object_code is a fatbin) or "cuda-sim"
+    launches: list | None = None  # cuda: the kernel launches in order
 
     def __post_init__(self):
         self._loaded = None
@@ -42,7 +44,15 @@ class Executable:
 
     def load(self) -> None:
         """Link the machine code into this process (once)."""
-        if self._loaded is None:
+        if self._loaded is None and self.backend == "cuda-sim":
+            from onnxc.backends.cuda.sim import load_sim
+
+            self._loaded = load_sim(self.llvm_ir)
+        elif self._loaded is None and self.backend == "cuda":
+            from onnxc.backends.cuda.driver import GpuModule
+
+            self._loaded = GpuModule(self.object_code, self.constants)
+        elif self._loaded is None:
             from onnxc.backends.cpu import load_code
 
             self._loaded = load_code(self.object_code, self.target, self.needs_openmp)
@@ -55,7 +65,15 @@ class Executable:
     def run(self, feeds: list[np.ndarray], num_threads: int) -> list[np.ndarray]:
         """Run with validated, contiguous feeds in input order; returns fresh output arrays."""
         self.load()
+        if self.backend == "cuda":
+            return self._loaded.run(self.launches, feeds, self.outputs, self.arena_bytes)
         outs = [np.empty(o.shape, dtype=o.dtype) for o in self.outputs]
+        if self.backend == "cuda-sim":
+            from onnxc.backends.cuda.sim import run_launches
+
+            run_launches(self._loaded, self.launches, feeds, outs, self.constants,
+                         self.arena_bytes)
+            return outs
         arena = np.empty(self.arena_bytes + 64, dtype=np.uint8)
         base = arena.ctypes.data
         base += (-base) % 64

@@ -84,7 +84,8 @@ class GpuPlan:
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         for dev, host in zip(self.inputs, feeds):
-            dev.set(np.ascontiguousarray(host))
+            host = np.asarray(host)  # not ascontiguousarray: it makes 0-d arrays 1-d
+            dev.set(host if host.flags.c_contiguous else np.array(host, order="C"))
         self.kernels()
         return [o.get() for o in self.outputs]
 
@@ -138,16 +139,22 @@ def node_cases(cp, archs: list[str], tmp: str) -> int:
     from onnxc.backends.cuda.codegen import merge_modules
     from onnxc.backends.cuda.sim import plan_for_model
 
-    jobs, failures = [], {}
+    jobs, failures, unplanned = [], {}, []
     for case, feeds, outputs in cuda_models.node_cases():
         try:
             plan = plan_for_model(case.model, feeds)
+        except Exception:  # the core's business: test_onnx_node_cases.py
+            unplanned.append(case.name)
+            continue
+        try:
             jobs.append((case, feeds, outputs, plan, render_module(plan.calls)))
         except Exception as exc:
-            failures[case.name] = f"build: {type(exc).__name__}: {exc}"
+            failures[case.name] = f"render: {type(exc).__name__}: {exc}"
     source, modules = merge_modules([job[-1] for job in jobs])
     out = compile_cuda(source, archs)
     total = len(jobs) + len(failures)
+    if unplanned:
+        print(f"node cases the core cannot plan (not counted): {', '.join(unplanned)}")
     print(f"node cases: {total} data sets, {len(jobs)} planned, one module of "
           f"{sum(len(m.entries) for m in modules)} kernels, nvcc {out['seconds']:.1f}s")
     if cp is not None:

@@ -17,6 +17,7 @@ OPSET = 17
 def _model(nodes, inputs, outputs, inits=()) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "cuda_check", inputs, outputs, initializer=list(inits))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # what opset 17 needs; older onnxruntimes reject newer IR versions
     onnx.checker.check_model(model)
     return model
 

@@ -26,7 +26,8 @@ _STORAGE = {
 _INT_BITS = {DType.int8: 8, DType.int16: 16, DType.int32: 32, DType.int64: 64, DType.uint8: 8,
              DType.uint16: 16, DType.uint32: 32, DType.uint64: 64}
 _FLOAT_FN = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
-             "ceil": "ceil", "sin": "sin", "cos": "cos", "tanh": "tanh", "erf": "erf"}
+             "ceil": "ceil", "round": "rint", "sin": "sin", "cos": "cos", "tanh": "tanh",
+             "erf": "erf"}  # rint: half to even in the default rounding mode, like roundeven
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 
 def storage_type(dtype: DType) -> str:
@@ -242,6 +243,10 @@ class StageWriter:
             return arith(name, dt, a[0], a[1])
         if name in ("max", "min"):
             return f"ox_{name}({a[0]}, {a[1]})"
+        if name == "mod":  # C remainder (the dividend's sign), like frem / srem / urem
+            if dt.is_float:
+                return f"fmod{'' if dt == DType.float64 else 'f'}({a[0]}, {a[1]})"
+            return f"(({t})({a[0]} % {a[1]}))"
         if name == "select":
             return f"({a[0]} ? {a[1]} : {a[2]})"
         if name == "cast":
