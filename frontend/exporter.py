@@ -20,7 +20,12 @@ from .onnx_types import dtype_to_onnx
 EXPORT_OPSET = 17
 SAME_NAME = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid", "Tanh", "Exp",
              "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Identity", "Less", "LessOrEqual",
-             "Greater", "GreaterOrEqual", "Equal", "And", "Or", "Xor", "Not", "Where", "MatMul"}
+             "Greater", "GreaterOrEqual", "Equal", "And", "Or", "Xor", "Not", "Where", "MatMul",
+             "PRelu", "Softplus", "Softsign", "Sign", "Erf", "Floor", "Ceil", "Round", "Sin",
+             "Cos", "IsNaN"}
+# Core ops whose attributes are ONNX attributes of the same name and meaning.
+SAME_ATTRS = {"Elu", "Selu", "HardSigmoid", "ThresholdedRelu", "Shrink", "IsInf", "Mod", "Gather",
+              "GatherElements"}
 
 
 class _Writer:
@@ -92,9 +97,22 @@ def _write_node(w: _Writer, node: Node) -> None:
         "Transpose": lambda: w.emit("Transpose", node, ins, perm=_ints(a["perm"])),
         "Concat": lambda: w.emit("Concat", node, ins, axis=int(a["axis"])),
         "Slice": lambda: _slice(w, node, ins),
+        "Expand": lambda: w.emit("Expand", node, ins + [w.constant(
+            np.array(a["shape"], dtype=np.int64), node.outputs[0].name + "_shape")]),
+        "Tile": lambda: w.emit("Tile", node, ins + [w.constant(
+            np.array(a["repeats"], dtype=np.int64), node.outputs[0].name + "_repeats")]),
+        "Pad": lambda: w.emit("Pad", node, ins + [
+            w.constant(np.array(a["pads"], dtype=np.int64), node.outputs[0].name + "_pads"),
+            w.constant(np.array(a.get("value", 0), dtype=node.inputs[0].dtype.np),
+                       node.outputs[0].name + "_value")], mode=a.get("mode", "constant")),
+        "Trilu": lambda: w.emit("Trilu", node, ins + [w.constant(
+            np.array(a.get("k", 0), dtype=np.int64), node.outputs[0].name + "_k")],
+            upper=int(a.get("upper", 1))),
     }
     if node.op in SAME_NAME:
         w.emit(node.op, node, ins)
+    elif node.op in SAME_ATTRS:
+        w.emit(node.op, node, ins, **a)
     elif node.op in special:
         special[node.op]()
     elif node.op.startswith("Reduce"):

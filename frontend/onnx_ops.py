@@ -485,9 +485,17 @@ def _shape(ctx: ImportContext, node):
     return [ctx.constant(dims[start:end], node.output[0])]
 
 
-@onnx_op("Gather")
+@onnx_op("Gather", "GatherElements")
 def _gather(ctx: ImportContext, node):
-    return ctx.add("Gather", [ctx.input(0), ctx.input(1)], {"axis": int(ctx.attr("axis", 0))})
+    data, indices = ctx.input(0), ctx.input(1)
+    axis = int(ctx.attr("axis", 0))
+    known = ctx.const(1)
+    if known is not None and known.size and data.type.rank:
+        n = data.shape[axis % data.type.rank]
+        if isinstance(n, int) and (known.min() < -n or known.max() >= n):
+            raise ctx.error(f"indices must lie in [{-n}, {n - 1}], got {known.min()} .. "
+                            f"{known.max()}")
+    return ctx.add(node.op_type, [data, indices], {"axis": axis})
 
 
 __all__ = ["DType"]

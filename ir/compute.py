@@ -9,8 +9,8 @@ import re
 
 from .errors import ModelError
 from .graph import Node, Value
-from .kernel import (Kernel, Load, Param, Reduce, Stage, TensorRef, has_reduce, inline, loads,
-                     walk)
+from .kernel import (Kernel, Load, Param, Reduce, Stage, TensorRef, has_reduce, index_loads,
+                     inline, loads, walk)
 from .ops.registry import get_op
 
 
@@ -93,6 +93,8 @@ def _can_inline(producer: Stage, reader: Stage) -> bool:
     reads = [ld for ld in loads(reader.body) if ld.tensor == producer.out]
     if any(ld.pad is not None for ld in reads):
         return False
+    if any(ld.tensor == producer.out for ld in index_loads(reader.body)):
+        return False  # a data-dependent index reads the producer's buffer
     # A read inside a reduction would recompute the producer for every reduction step.
     for e in walk(reader.body):
         if isinstance(e, Reduce) and any(ld.tensor == producer.out for ld in loads(e.body)):

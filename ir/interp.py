@@ -16,8 +16,8 @@ from .kernel import Const, Expr, IndexValue, Ix, Kernel, Load, Op, Reduce, Stage
 
 _UNARY = {
     "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh,
-    "abs": np.abs, "floor": np.floor, "ceil": np.ceil, "not": np.logical_not, "sin": np.sin,
-    "cos": np.cos, "erf": np.frompyfunc(math.erf, 1, 1),
+    "abs": np.abs, "floor": np.floor, "ceil": np.ceil, "round": np.rint,
+    "not": np.logical_not, "sin": np.sin, "cos": np.cos, "erf": np.frompyfunc(math.erf, 1, 1),
 }
 _BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "max": np.maximum,
@@ -28,13 +28,16 @@ _BINARY = {
 _REDUCE = {"sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}
 
 
-def _ix(ix: Ix, env: dict[Var, np.ndarray]) -> np.ndarray:
+def _ix(ix: Ix, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray]) -> np.ndarray:
     if isinstance(ix, Var):
         return env[ix]
     if ix.kind == "const":
         return np.int64(ix.a)
-    a, b = _ix(ix.a, env), _ix(ix.b, env)
-    return {"add": np.add, "mul": np.multiply, "div": np.floor_divide, "mod": np.mod}[ix.kind](a, b)
+    if ix.kind == "load":
+        return np.asarray(_load(ix.a, env, tensors), dtype=np.int64)
+    a, b = _ix(ix.a, env, tensors), _ix(ix.b, env, tensors)
+    return {"add": np.add, "mul": np.multiply, "div": np.floor_divide, "mod": np.mod,
+            "min": np.minimum, "max": np.maximum}[ix.kind](a, b)
 
 
 def _div(a: np.ndarray, b: np.ndarray, dtype: DType) -> np.ndarray:
@@ -47,24 +50,35 @@ def _div(a: np.ndarray, b: np.ndarray, dtype: DType) -> np.ndarray:
     return np.where((a < 0) ^ (b < 0), -q, q)
 
 
+def _mod(a: np.ndarray, b: np.ndarray, dtype: DType) -> np.ndarray:
+    if not dtype.is_float and np.any(b == 0):
+        raise ModelError("integer modulo by zero")
+    return np.fmod(a, b)  # C semantics: the result takes the dividend's sign
+
+
+def _load(e: Load, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray]) -> np.ndarray:
+    data = tensors[e.tensor]
+    idx = np.broadcast_arrays(*[np.asarray(_ix(i, env, tensors), dtype=np.int64)
+                                for i in e.index])
+    if not e.index:
+        return data.reshape(())
+    if e.pad is None:
+        return data[tuple(idx)]
+    inside = np.ones(idx[0].shape, dtype=bool)
+    clipped = []
+    for i, n in zip(idx, data.shape):
+        inside &= (i >= 0) & (i < n)
+        clipped.append(np.clip(i, 0, max(n - 1, 0)))
+    return np.where(inside, data[tuple(clipped)], np.asarray(e.pad, dtype=data.dtype))
+
+
 def _eval(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray], rank: int):
     if isinstance(e, Const):
         return np.asarray(e.value, dtype=e.dtype.np)
     if isinstance(e, IndexValue):
-        return np.asarray(_ix(e.index, env), dtype=np.int64)
+        return np.asarray(_ix(e.index, env, tensors), dtype=np.int64)
     if isinstance(e, Load):
-        data = tensors[e.tensor]
-        idx = np.broadcast_arrays(*[np.asarray(_ix(i, env), dtype=np.int64) for i in e.index])
-        if not e.index:
-            return data.reshape(())
-        if e.pad is None:
-            return data[tuple(idx)]
-        inside = np.ones(idx[0].shape, dtype=bool)
-        clipped = []
-        for i, n in zip(idx, data.shape):
-            inside &= (i >= 0) & (i < n)
-            clipped.append(np.clip(i, 0, max(n - 1, 0)))
-        return np.where(inside, data[tuple(clipped)], np.asarray(e.pad, dtype=data.dtype))
+        return _load(e, env, tensors)
     if isinstance(e, Op):
         args = [_eval(a, env, tensors, rank) for a in e.args]
         with np.errstate(all="ignore"):
@@ -74,6 +88,8 @@ def _eval(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray], r
                 out = args[0].astype(e.dtype.np)
             elif e.name == "div":
                 out = _div(args[0], args[1], e.dtype)
+            elif e.name == "mod":
+                out = _mod(args[0], args[1], e.dtype)
             elif e.name in _UNARY:
                 out = _UNARY[e.name](args[0])
             else:

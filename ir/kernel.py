@@ -21,7 +21,11 @@ _var_ids = itertools.count()
 # Integer index expressions
 # --------------------------------------------------------------------------------------------
 class Ix:
-    """An integer index expression: a variable, a constant, or +, *, // and % of two."""
+    """An integer index expression: a variable, a constant, +, *, //, %, min and max of two, or
+    kind "load": the value of an integer tensor element (``a`` is the Load), for gathers.
+
+    // and % are used only on non-negative operands (backends may lower them as C's / and %).
+    """
 
     __slots__ = ("kind", "a", "b")
 
@@ -37,7 +41,8 @@ class Ix:
         if a.kind == "const" and b.kind == "const":
             x, y = a.a, b.a
             return Ix("const", {"add": x + y, "mul": x * y, "div": x // y if y else 0,
-                                "mod": x % y if y else 0}[kind])
+                                "mod": x % y if y else 0, "min": min(x, y),
+                                "max": max(x, y)}[kind])
         if kind == "add":
             if a.kind == "const" and a.a == 0:
                 return b
@@ -67,7 +72,17 @@ class Ix:
             return {self}
         if self.kind == "const":
             return set()
+        if self.kind == "load":
+            return set().union(*(i.vars() for i in self.a.index))
         return self.a.vars() | self.b.vars()
+
+    def loads(self) -> list["Load"]:
+        """The tensor loads this index reads (kind "load"), outermost first."""
+        if isinstance(self, Var) or self.kind == "const":
+            return []
+        if self.kind == "load":
+            return [self.a]
+        return self.a.loads() + self.b.loads()
 
     def coef(self, var: "Var") -> int | None:
         """The coefficient of ``var`` if the expression is affine in it, else None."""
@@ -75,6 +90,8 @@ class Ix:
             return 1 if self is var else 0
         if self.kind == "const":
             return 0
+        if self.kind == "load":
+            return None if var in self.vars() else 0
         ca, cb = self.a.coef(var), self.b.coef(var)
         if ca is None or cb is None:
             return None
@@ -95,13 +112,36 @@ class Ix:
             return mapping.get(self, self)
         if self.kind == "const":
             return self
+        if self.kind == "load":
+            ld = self.a
+            return Ix("load", Load(ld.tensor, tuple(i.subst(mapping) for i in ld.index),
+                                   ld.dtype, ld.pad))
         return self.a.subst(mapping)._bin(self.kind, self.b.subst(mapping))
 
     def __repr__(self) -> str:
         if self.kind == "const":
             return str(self.a)
+        if self.kind in ("min", "max"):
+            return f"{self.kind}({self.a!r}, {self.b!r})"
+        if self.kind == "load":
+            return f"{self.a.tensor}[{', '.join(map(repr, self.a.index))}]"
         sym = {"add": "+", "mul": "*", "div": "//", "mod": "%"}[self.kind]
         return f"({self.a!r} {sym} {self.b!r})"
+
+
+def ix_min(a: "Ix | int", b: "Ix | int") -> Ix:
+    return Ix.lift(a)._bin("min", b)
+
+
+def ix_max(a: "Ix | int", b: "Ix | int") -> Ix:
+    return Ix.lift(a)._bin("max", b)
+
+
+def ix_load(load: "Load") -> Ix:
+    """An index read from an integer tensor (the data-dependent index of a gather)."""
+    if load.dtype.is_float or load.dtype == DType.bool:
+        raise ValueError(f"an index load needs an integer tensor, got {load.dtype}")
+    return Ix("load", load)
 
 
 class Var(Ix):
@@ -127,7 +167,9 @@ class Var(Ix):
 # --------------------------------------------------------------------------------------------
 # Scalar expressions
 # --------------------------------------------------------------------------------------------
-UNARY = {"neg", "exp", "log", "sqrt", "tanh", "abs", "floor", "ceil", "not", "erf", "sin", "cos"}
+# "round" rounds half to even; "mod" is C's remainder (fmod: the sign of the dividend).
+UNARY = {"neg", "exp", "log", "sqrt", "tanh", "abs", "floor", "ceil", "round", "not", "erf", "sin",
+         "cos"}
 BINARY = {"add", "sub", "mul", "div", "max", "min", "pow", "mod", "and", "or", "xor"}
 COMPARE = {"lt", "le", "gt", "ge", "eq", "ne"}
 
@@ -296,7 +338,7 @@ def reduce(kind: str, extents: Sequence[int], fn: Callable[..., Expr], names: st
 # Traversal and rewriting (fusion builds on these)
 # --------------------------------------------------------------------------------------------
 def walk(expr: Expr):
-    """Yield every sub-expression, parents first."""
+    """Yield every sub-expression, parents first, including loads inside index expressions."""
     stack = [expr]
     while stack:
         e = stack.pop()
@@ -305,6 +347,10 @@ def walk(expr: Expr):
             stack.extend(e.args)
         elif isinstance(e, Reduce):
             stack.append(e.body)
+        elif isinstance(e, Load):
+            stack.extend(ld for i in e.index for ld in i.loads())
+        elif isinstance(e, IndexValue):
+            stack.extend(e.index.loads())
 
 
 def rewrite(expr: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
@@ -357,6 +403,17 @@ def inline(expr: Expr, producer: Stage) -> Expr:
 
 def loads(expr: Expr) -> list[Load]:
     return [e for e in walk(expr) if isinstance(e, Load)]
+
+
+def index_loads(expr: Expr) -> list[Load]:
+    """The loads that sit inside index expressions (``inline`` does not reach into those)."""
+    found = []
+    for e in walk(expr):
+        if isinstance(e, Load):
+            found.extend(ld for i in e.index for ld in i.loads())
+        elif isinstance(e, IndexValue):
+            found.extend(e.index.loads())
+    return found
 
 
 def has_reduce(expr: Expr) -> bool:

@@ -245,6 +245,11 @@ class StageEmitter:
             return env[e]
         if e.kind == "const":
             return I64(e.a)
+        if e.kind == "load":  # a data-dependent index: the element, widened to i64
+            v = self.load(e.a, env)
+            if v.type.width < 64:
+                v = self.b.zext(v, I64) if e.a.dtype.is_unsigned_int else self.b.sext(v, I64)
+            return v
         a, c = self.ix(e.a, env), self.ix(e.b, env)
         b = self.b
         if e.kind == "add":
@@ -253,6 +258,8 @@ class StageEmitter:
             return b.mul(a, c, flags=["nsw"])
         if e.kind == "div":
             return b.sdiv(a, c)
+        if e.kind in ("min", "max"):
+            return b.select(b.icmp_signed("<" if e.kind == "min" else ">", a, c), a, c)
         return b.srem(a, c)
 
     def address(self, tensor: str, index: list[ir.Value]) -> ir.Value:
@@ -443,7 +450,8 @@ class ScalarOps:
     """Scalar arithmetic, math functions, comparisons and casts, per element type."""
 
     FLOAT_INTRINSICS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs",
-                        "floor": "floor", "ceil": "ceil", "sin": "sin", "cos": "cos"}
+                        "floor": "floor", "ceil": "ceil", "round": "roundeven", "sin": "sin",
+                        "cos": "cos"}
     LIBM = {"tanh": "tanh", "erf": "erf"}
 
     def __init__(self, se: StageEmitter):
@@ -483,6 +491,10 @@ class ScalarOps:
             return self.arith(name, e.dtype, *args)
         if name in ("max", "min"):
             return self.minmax(name, e.dtype, *args)
+        if name == "mod":  # C remainder, like fmod
+            if e.dtype.is_float:
+                return b.frem(*args)
+            return b.urem(*args) if e.dtype.is_unsigned_int else b.srem(*args)
         if name == "select":
             return b.select(*args)
         if name == "cast":

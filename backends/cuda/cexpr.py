@@ -157,6 +157,11 @@ class StageWriter:
             return self.var(e)
         if e.kind == "const":
             return str(e.a) if abs(e.a) < 2 ** 31 else f"{e.a}LL"
+        if e.kind == "load":  # a data-dependent index (Gather): the element as int64
+            return f"((long long){self.load(e.a)})"
+        if e.kind in ("min", "max"):
+            a, b = self.ix(e.a), self.ix(e.b)
+            return f"({a} {'<' if e.kind == 'min' else '>'} {b} ? {a} : {b})"
         if e.kind == "add" and e.b.kind == "const" and e.b.a < 0:
             return f"({self.ix(e.a)} - {-e.b.a})"
         sym = {"add": "+", "mul": "*", "div": "/", "mod": "%"}[e.kind]
