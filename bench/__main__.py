@@ -5,7 +5,9 @@
 For each model and thread count it reports: compile time (onnxc cold compile, onnxc artifact
 load, onnxruntime session creation), median run latency of each, and the ratio
 onnxc / onnxruntime (below 1 means onnxc is faster). Runs alternate between the two engines so
-machine noise hits both alike. Set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE only for benchmarks.
+machine noise hits both alike: in blocks of BLOCK runs, the first of each block discarded, so
+one engine's spinning worker threads (onnxruntime's pool, libgomp's team) have gone quiet
+before the other engine's timed runs.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import onnx
 import onnxc
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+BLOCK = 5
 DEFAULT_MODELS = ["light_resnet50", "light_squeezenet", "light_inception_v1",
                   "light_densenet121"]
 
@@ -56,14 +59,16 @@ def bench_model(name: str, threads: int, runs: int) -> dict:
     for _ in range(2):  # warm up both
         ours = session.run(None, feeds)
         theirs = ort_session.run(None, feeds)
-    ours_t, theirs_t = [], []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, feeds)
-        ours_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ort_session.run(None, feeds)
-        theirs_t.append(time.perf_counter() - t0)
+    ours_t: list[float] = []
+    theirs_t: list[float] = []
+    while len(ours_t) < runs:
+        for run, times in ((lambda: session.run(None, feeds), ours_t),
+                           (lambda: ort_session.run(None, feeds), theirs_t)):
+            run()  # settles the thread pools; not timed
+            for _ in range(BLOCK):
+                t0 = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - t0)
     scale = max(float(np.abs(theirs[0]).max()), 1e-12)
     return {"model": name, "threads": threads, "compile_s": compile_s, "load_s": load_s,
             "ort_create_s": ort_create_s, "onnxc_ms": 1e3 * statistics.median(ours_t),

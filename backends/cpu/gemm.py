@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from onnxc.ir.dtypes import DType
-from onnxc.ir.kernel import Load, Op, Reduce, Stage, Var, walk
+from onnxc.ir.kernel import Load, Op, Reduce, Stage, Var, loads, walk
 
 from .llvm_types import I1, I32, I64
 
-MR = 6  # rows of p per tile
-NR = 2  # vectors of j per tile
+MR_WIDE, NR_WIDE = 6, 2  # rows of p by vectors of j per tile: 12 accumulators
+MR_NARROW = 12  # when j fits one vector: 12 rows by 1 vector
 
 
 @dataclass
@@ -31,6 +31,22 @@ class GemmPlan:
     b: Load  # contiguous in j, independent of p
     p: Var
     p_index: int
+    # When set, j runs over the last two axes flattened with this row pitch (>= the last
+    # extent): b is contiguous along it, columns past the last extent are computed and dropped.
+    pitch: int | None = None
+
+    @property
+    def merged(self) -> bool:
+        return self.pitch is not None
+
+    def j_extent(self, st: Stage) -> int:
+        if self.pitch is None:
+            return st.shape[-1]
+        return (st.shape[-2] - 1) * self.pitch + st.shape[-1]
+
+    def tile(self, st: Stage, vw: int) -> tuple[int, int]:
+        """(MR, NR): narrow rows use one vector and more rows, so no FMA is wasted."""
+        return (MR_NARROW, 1) if self.j_extent(st) <= vw else (MR_WIDE, NR_WIDE)
 
 
 def _flat_coef(load: Load, var: Var, shape) -> int | None:
@@ -67,13 +83,30 @@ def match_gemm(st: Stage, shapes: dict) -> GemmPlan | None:
                                                         st.shape[k] > st.shape[best]):
                 best = k
         if best is not None:
-            return GemmPlan(red, a, b, st.vars[best], best)
+            return GemmPlan(red, a, b, st.vars[best], best, _pitch(st, shapes, a, b, best))
     return None
 
 
+def _pitch(st: Stage, shapes: dict, a: Load, b: Load, p_index: int) -> int | None:
+    """The row pitch that makes ``b`` one contiguous run over the last two axes, if any.
+
+    1x1 convolutions read their input with pitch = width; padded 3x3 ones with the padded
+    width. Flattening lets narrow rows (7, 14 columns) fill whole vectors."""
+    if len(st.shape) < 3 or p_index >= len(st.shape) - 2:
+        return None
+    v2, v1 = st.vars[-2], st.vars[-1]
+    if _flat_coef(a, v2, shapes[a.tensor]) != 0:
+        return None
+    c2 = _flat_coef(b, v2, shapes[b.tensor])
+    if c2 is None or c2 < st.shape[-1]:
+        return None
+    return c2
+
+
 def gemm_outer_extent(st: Stage, plan: GemmPlan, vw: int) -> int:
-    others = [n for k, n in enumerate(st.shape[:-1]) if k != plan.p_index]
-    return math.prod(others) * -(-st.shape[plan.p_index] // MR)
+    others = [n for k, n in enumerate(st.shape[:-2 if plan.merged else -1])
+              if k != plan.p_index]
+    return math.prod(others) * -(-st.shape[plan.p_index] // plan.tile(st, vw)[0])
 
 
 def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
@@ -81,9 +114,11 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
     st, b = se.st, se.b
     f32 = ir.FloatType()
     vec = ir.VectorType(f32, vw)
-    J = st.shape[-1]
+    J = plan.j_extent(st)
+    MR, NR = plan.tile(st, vw)
     P = st.shape[plan.p_index]
-    other = [k for k in range(len(st.shape) - 1) if k != plan.p_index]
+    inner = 2 if plan.merged else 1
+    other = [k for k in range(len(st.shape) - inner) if k != plan.p_index]
     ptiles = -(-P // MR)
     total = math.prod(st.shape[k] for k in other) * ptiles
     jtile = NR * vw
@@ -99,6 +134,13 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
                           [ir.PointerType(), I32, ir.VectorType(I1, vw), vec])
     lanes = ir.Constant(ir.VectorType(I64, vw), [ir.Constant(I64, k) for k in range(vw)])
     zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * vw)
+
+    def jenv(j):
+        """Index variables for flat column ``j`` (two of them when the axes are merged)."""
+        if not plan.merged:
+            return {st.vars[-1]: j}
+        pitch = I64(plan.pitch)
+        return {st.vars[-2]: b.udiv(j, pitch), st.vars[-1]: b.urem(j, pitch)}
 
     def outer(q):
         env: dict[Var, ir.Value] = {}
@@ -140,11 +182,20 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
             count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
             for m in range(mr):
                 def finish(jj, m=m):
-                    e2 = {**env, plan.p: b.add(p0, I64(m)), st.vars[-1]: b.add(j0, jj)}
-                    slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
-                    se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
-                    se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
-                    del se.reduce_values[id(plan.red)]
+                    e2 = {**env, plan.p: b.add(p0, I64(m)), **jenv(b.add(j0, jj))}
+
+                    def write():
+                        slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
+                        se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
+                        se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
+                        del se.reduce_values[id(plan.red)]
+
+                    if plan.merged and plan.pitch > st.shape[-1]:  # drop pitch padding
+                        inside = b.icmp_signed("<", e2[st.vars[-1]], I64(st.shape[-1]))
+                        with b.if_then(inside):
+                            write()
+                    else:
+                        write()
                 se.loop(I64(0), count, finish, name="epi")
 
         se.loop(I64(0), I64(jtiles), per_tile, name="jt")
@@ -156,14 +207,13 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
                     lambda i: reduce_nest(level + 1, {**env, var: i}, j0, masks, mr),
                     name=f"r{level}")
             return
-        jvar = st.vars[-1]
         bvecs = []
         for n in range(NR):
-            idx = [se.ix(i, {**env, jvar: b.add(j0, I64(n * vw))}) for i in plan.b.index]
+            idx = [se.ix(i, {**env, **jenv(b.add(j0, I64(n * vw)))}) for i in plan.b.index]
             ptr = se.address(plan.b.tensor, idx)
             bvecs.append(b.call(mload, [ptr, I32(4), masks[n], zero]))
         for m in range(mr):
-            idx = [se.ix(i, {**env, plan.p: b.add(env[plan.p], I64(m)), jvar: j0})
+            idx = [se.ix(i, {**env, plan.p: b.add(env[plan.p], I64(m)), **jenv(j0)})
                    for i in plan.a.index]
             a = b.load(se.address(plan.a.tensor, idx), typ=f32)
             splat = b.insert_element(ir.Constant(vec, None), a, I32(0))
