@@ -514,6 +514,8 @@ class ScalarOps:
             return b.fneg(args[0]) if e.dtype.is_float else b.neg(args[0])
         if e.dtype.is_float:
             t = value_type(e.dtype)
+            if isinstance(t, ir.FloatType) and name in ("exp", "log", "pow"):
+                return self.fast_f32(name, args)
             if name in self.FLOAT_INTRINSICS:
                 f = self.fn(f"llvm.{self.FLOAT_INTRINSICS[name]}.{self.suffix(t)}", t, [t])
                 return b.call(f, args)
@@ -534,6 +536,21 @@ class ScalarOps:
                 return x
             return b.select(b.icmp_signed("<", x, x.type(0)), b.neg(x), x)
         raise CompileError(f"operation {name} on {e.dtype} is not supported by the cpu backend")
+
+    def fast_f32(self, name: str, args: list[ir.Value]) -> ir.Value:
+        """Vectorizable float32 exp/log/pow (see fastmath.py)."""
+        from .fastmath import exp_f32, log_f32
+
+        b, mb = self.b, self.se.mb
+        if name == "exp":
+            return exp_f32(b, mb, args[0])
+        if name == "log":
+            return log_f32(b, mb, args[0])
+        # pow: exp(y log x) for x > 0; libm for the sign and zero cases, which are rare.
+        x, y = args
+        fast = exp_f32(b, mb, b.fmul(y, log_f32(b, mb, x)))
+        exact = b.call(self.fn("llvm.pow.f32", x.type, [x.type, x.type]), [x, y])
+        return b.select(b.fcmp_ordered(">", x, x.type(0.0)), fast, exact)
 
     def cast(self, x: ir.Value, src: DType, dst: DType) -> ir.Value:
         b = self.b
