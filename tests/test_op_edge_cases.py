@@ -129,3 +129,37 @@ def test_new_ops_survive_export() -> None:
     np.testing.assert_allclose(run(optimized), run(model), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(onnxc.compile(model).run(None, {"x": x})[0], run(model),
                                rtol=1e-5, atol=1e-5)
+
+
+def _unary_or_binary_session(op: str, n_inputs: int, shape):
+    names = ["x", "y"][:n_inputs]
+    graph = helper.make_graph(
+        [helper.make_node(op, names, ["z"])], op,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(shape)) for n in names],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    return onnxc.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+
+def test_fast_exp_log_are_accurate_and_keep_special_values():
+    """float32 exp/log are generated polynomials (vectorizable): check them like libm."""
+    x = np.concatenate([np.linspace(-110, 90, 5000), [np.nan, np.inf, -np.inf, 0.0, -0.0]])
+    x = x.astype(np.float32)
+    with np.errstate(all="ignore"):
+        for op, ref in (("Exp", np.exp), ("Log", np.log)):
+            arg = x if op == "Exp" else np.abs(x) * np.float32(1e-30)
+            got = _unary_or_binary_session(op, 1, arg.shape).run(None, {"x": arg})[0]
+            want = ref(arg.astype(np.float64)).astype(np.float32)
+            np.testing.assert_allclose(got, want, rtol=3e-7, atol=2e-45, equal_nan=True)
+            if op == "Log":
+                assert np.isnan(got[np.signbit(arg) & (arg != 0)]).all()
+
+
+def test_pow_follows_ieee_special_cases():
+    vals = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -3.0, 3.5],
+                    np.float32)
+    x, y = (a.astype(np.float32) for a in np.meshgrid(vals, vals, indexing="ij"))
+    got = _unary_or_binary_session("Pow", 2, x.shape).run(None, {"x": x, "y": y})[0]
+    with np.errstate(all="ignore"):
+        want = np.power(x, y)
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    assert (np.signbit(got) == np.signbit(want))[want == 0].all()

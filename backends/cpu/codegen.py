@@ -546,11 +546,27 @@ class ScalarOps:
             return exp_f32(b, mb, args[0])
         if name == "log":
             return log_f32(b, mb, args[0])
-        # pow: exp(y log x) for x > 0; libm for the sign and zero cases, which are rare.
+        # pow: |x|^y = exp(y log|x|), then IEEE's cases for x <= 0, NaN and y = 0.
         x, y = args
-        fast = exp_f32(b, mb, b.fmul(y, log_f32(b, mb, x)))
-        exact = b.call(self.fn("llvm.pow.f32", x.type, [x.type, x.type]), [x, y])
-        return b.select(b.fcmp_ordered(">", x, x.type(0.0)), fast, exact)
+        t = x.type
+        fabs = self.fn("llvm.fabs.f32", t, [t])
+        rint = self.fn("llvm.rint.f32", t, [t])
+        r = exp_f32(b, mb, b.fmul(y, log_f32(b, mb, b.call(fabs, [x]))))
+        y_int = b.fcmp_ordered("==", b.call(rint, [y]), y)
+        half = b.fmul(y, t(0.5))
+        y_odd = b.and_(y_int, b.fcmp_ordered("!=", b.call(rint, [half]), half))
+        not_integer = b.select(b.fcmp_ordered("==", x, t(float("-inf"))), r, t(float("nan")))
+        negative = b.select(y_int, b.select(y_odd, b.fneg(r), r), not_integer)
+        r = b.select(b.fcmp_ordered("<", x, t(0.0)), negative, r)
+        zero = b.select(b.fcmp_ordered(">", y, t(0.0)),
+                        b.select(y_odd, x, t(0.0)),  # keeps the sign of -0.0 for odd y
+                        b.select(b.fcmp_ordered("<", y, t(0.0)),
+                                 b.select(y_odd, b.fdiv(t(1.0), x), t(float("inf"))), r))
+        r = b.select(b.fcmp_ordered("==", x, t(0.0)), zero, r)
+        one = b.or_(b.fcmp_ordered("==", y, t(0.0)), b.fcmp_ordered("==", x, t(1.0)))
+        one = b.or_(one, b.and_(b.fcmp_ordered("==", x, t(-1.0)),
+                                b.fcmp_ordered("==", b.call(fabs, [y]), t(float("inf")))))
+        return b.select(one, t(1.0), r)
 
     def cast(self, x: ir.Value, src: DType, dst: DType) -> ir.Value:
         b = self.b
