@@ -422,10 +422,19 @@ def _transpose(ctx: ImportContext, node):
     return ctx.add("Transpose", [x], {"perm": perm})
 
 
+CONCAT_FAN_IN = 8  # each output element selects among at most this many inputs
+
+
 @onnx_op("Concat")
 def _concat(ctx: ImportContext, node):
+    """A tree of Concats of at most CONCAT_FAN_IN inputs: the core Concat picks its source
+    with a chain of selects, which must stay short however many inputs the node has."""
     xs = [v for v in ctx.inputs() if v is not None]
-    return ctx.add("Concat", xs, {"axis": int(ctx.attr("axis", 1 if ctx.opset < 4 else 0))})
+    attrs = {"axis": int(ctx.attr("axis", 1 if ctx.opset < 4 else 0))}
+    while len(xs) > CONCAT_FAN_IN:
+        xs = [group[0] if len(group) == 1 else ctx.add1("Concat", group, attrs)
+              for group in (xs[k:k + CONCAT_FAN_IN] for k in range(0, len(xs), CONCAT_FAN_IN))]
+    return ctx.add("Concat", xs, attrs)
 
 
 @onnx_op("Slice")

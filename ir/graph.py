@@ -166,12 +166,40 @@ class Graph:
                 v.uses.remove(node)
         self.nodes.remove(node)
 
+    def fuse_groups(self, groups: list[list[Node]]) -> list[Node]:
+        """``fuse_nodes`` for many disjoint groups at once, in time linear in the graph."""
+        fused, placed = [], {}
+        for members in groups:
+            node = self._make_fused(members)
+            fused.append(node)
+            placed[id(members[-1])] = node
+        gone = {id(n) for members in groups for n in members}
+        nodes = []
+        for n in self.nodes:
+            if id(n) in placed:
+                nodes.append(placed[id(n)])
+            elif id(n) not in gone:
+                nodes.append(n)
+        self.nodes = nodes
+        return fused
+
     def fuse_nodes(self, members: list[Node], name: str = "") -> Node:
         """Replace ``members`` (in topological order) by one ``Fused`` node holding them.
 
         The fused node's inputs are the values members read from outside; its outputs are
         member outputs used outside the group or returned by the graph.
         """
+        return self._place(self._make_fused(members, name), members)
+
+    def _place(self, fused: Node, members: list[Node]) -> Node:
+        ids = {id(n) for n in members}
+        position = max(k for k, n in enumerate(self.nodes) if id(n) in ids)
+        self.nodes.insert(position + 1, fused)
+        self.nodes = [n for n in self.nodes if id(n) not in ids]
+        return fused
+
+    def _make_fused(self, members: list[Node], name: str = "") -> Node:
+        """The Fused node for ``members``, wired into the use lists (not yet placed)."""
         ids = {id(n) for n in members}
         produced = {id(v) for n in members for v in n.outputs}
         inputs: list[Value] = []
@@ -192,9 +220,6 @@ class Graph:
             v.uses = [u for u in v.uses if id(u) not in ids] + [fused]
         for v in outputs:
             v.producer = fused
-        position = max(k for k, n in enumerate(self.nodes) if id(n) in ids)
-        self.nodes.insert(position + 1, fused)
-        self.nodes = [n for n in self.nodes if id(n) not in ids]
         return fused
 
     def prune(self) -> None:

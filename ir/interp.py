@@ -72,7 +72,18 @@ def _load(e: Load, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray]) -
     return np.where(inside, data[tuple(clipped)], np.asarray(e.pad, dtype=data.dtype))
 
 
-def _eval(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray], rank: int):
+def _eval(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray], rank: int,
+          memo: dict | None = None):
+    """Evaluate with memoization: fused expressions are DAGs with shared sub-expressions."""
+    memo = {} if memo is None else memo
+    key = (id(e), id(env))
+    if key not in memo:
+        memo[key] = (_eval_node(e, env, tensors, rank, memo), env, e)
+    return memo[key][0]
+
+
+def _eval_node(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray], rank: int,
+               memo: dict):
     if isinstance(e, Const):
         return np.asarray(e.value, dtype=e.dtype.np)
     if isinstance(e, IndexValue):
@@ -80,7 +91,7 @@ def _eval(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray], r
     if isinstance(e, Load):
         return _load(e, env, tensors)
     if isinstance(e, Op):
-        args = [_eval(a, env, tensors, rank) for a in e.args]
+        args = [_eval(a, env, tensors, rank, memo) for a in e.args]
         with np.errstate(all="ignore"):
             if e.name == "select":
                 out = np.where(args[0], args[1], args[2])
@@ -102,7 +113,7 @@ def _eval(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarray], r
             shape = [1] * (rank + m)
             shape[rank + k] = extent
             inner[var] = np.arange(extent, dtype=np.int64).reshape(shape)
-        body = _eval(e.body, inner, tensors, rank + m)
+        body = _eval(e.body, inner, tensors, rank + m, memo)
         body = np.broadcast_to(body, np.broadcast_shapes(np.shape(body), (1,) * rank +
                                                           tuple(n for _, n in e.axes)))
         with np.errstate(all="ignore"):

@@ -338,10 +338,15 @@ def reduce(kind: str, extents: Sequence[int], fn: Callable[..., Expr], names: st
 # Traversal and rewriting (fusion builds on these)
 # --------------------------------------------------------------------------------------------
 def walk(expr: Expr):
-    """Yield every sub-expression, parents first, including loads inside index expressions."""
+    """Yield every distinct sub-expression once, parents first, including loads inside index
+    expressions. Expressions are DAGs (fusion shares sub-expressions), so this dedupes."""
     stack = [expr]
+    seen: set[int] = set()
     while stack:
         e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
         yield e
         if isinstance(e, Op):
             stack.extend(e.args)
@@ -353,24 +358,43 @@ def walk(expr: Expr):
             stack.extend(e.index.loads())
 
 
-def rewrite(expr: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
-    """Bottom-up rewrite: ``fn`` returns a replacement or None to keep the node."""
+def rewrite(expr: Expr, fn: Callable[[Expr], Expr | None],
+            _memo: dict[int, Expr] | None = None) -> Expr:
+    """Bottom-up rewrite: ``fn`` returns a replacement or None to keep the node. A shared
+    sub-expression is rewritten once and stays shared."""
+    memo = {} if _memo is None else _memo
+    key = id(expr)
+    if key in memo:
+        return memo[key]
+    original = expr
     if isinstance(expr, Op):
-        args = tuple(rewrite(a, fn) for a in expr.args)
+        args = tuple(rewrite(a, fn, memo) for a in expr.args)
         if any(a is not b for a, b in zip(args, expr.args)):
             expr = Op(expr.name, args, expr.dtype)
     elif isinstance(expr, Reduce):
-        body = rewrite(expr.body, fn)
+        body = rewrite(expr.body, fn, memo)
         if body is not expr.body:
             expr = Reduce(expr.kind, body, expr.axes, expr.dtype)
     out = fn(expr)
-    return expr if out is None else out
+    memo[key] = expr if out is None else out
+    memo.setdefault(-1 - key, original)  # keep the key object alive so ids are not reused
+    return memo[key]
 
 
 def substitute_vars(expr: Expr, mapping: dict[Var, Ix]) -> Expr:
-    """Replace index variables inside every load (reduction axes get fresh variables)."""
+    """Replace index variables inside every load (reduction axes get fresh variables).
+    Shared sub-expressions are substituted once and stay shared."""
+    memo: dict[int, tuple[Expr, Expr]] = {}
 
     def visit(e: Expr) -> Expr:
+        hit = memo.get(id(e))
+        if hit is not None:
+            return hit[1]
+        out = visit_new(e)
+        memo[id(e)] = (e, out)
+        return out
+
+    def visit_new(e: Expr) -> Expr:
         if isinstance(e, Load):
             return Load(e.tensor, tuple(i.subst(mapping) for i in e.index), e.dtype, e.pad)
         if isinstance(e, IndexValue):

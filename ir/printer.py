@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .graph import Graph, Node
-from .kernel import Const, Expr, IndexValue, Kernel, Load, Op, Reduce
+from .kernel import Const, Expr, IndexValue, Kernel, Load, Op, Reduce, walk
 
 
 def _attrs(node: Node) -> str:
@@ -31,20 +31,46 @@ def print_graph(graph: Graph, indent: str = "") -> str:
     return "\n".join(lines)
 
 
+def _parents(root: Expr) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for e in walk(root):
+        children = e.args if isinstance(e, Op) else (e.body,) if isinstance(e, Reduce) else ()
+        for c in children:
+            counts[id(c)] = counts.get(id(c), 0) + 1
+    return counts
+
+
 def print_expr(e: Expr) -> str:
-    if isinstance(e, Const):
-        return repr(e.value)
-    if isinstance(e, Load):
-        pad = f" pad {e.pad}" if e.pad is not None else ""
-        return f"{e.tensor}[{', '.join(map(repr, e.index))}{pad}]"
-    if isinstance(e, IndexValue):
-        return f"index({e.index!r})"
-    if isinstance(e, Op):
-        return f"{e.name}({', '.join(print_expr(a) for a in e.args)})"
-    if isinstance(e, Reduce):
-        axes = ", ".join(f"{v!r}<{n}" for v, n in e.axes)
-        return f"{e.kind}[{axes}]({print_expr(e.body)})"
-    return repr(e)
+    """Text of an expression DAG: a sub-expression used twice prints once as ``$k=...`` and
+    then as ``$k`` (fusion shares sub-expressions; printing them as a tree could explode)."""
+    counts = _parents(e)
+    labels: dict[int, str] = {}
+
+    def text(x: Expr) -> str:
+        if id(x) in labels:
+            return labels[id(x)]
+        body = node(x)
+        if counts.get(id(x), 0) > 1 and not isinstance(x, (Const, Load)):
+            labels[id(x)] = f"${len(labels)}"
+            return f"{labels[id(x)]}={body}"
+        return body
+
+    def node(x: Expr) -> str:
+        if isinstance(x, Const):
+            return repr(x.value)
+        if isinstance(x, Load):
+            pad = f" pad {x.pad}" if x.pad is not None else ""
+            return f"{x.tensor}[{', '.join(map(repr, x.index))}{pad}]"
+        if isinstance(x, IndexValue):
+            return f"index({x.index!r})"
+        if isinstance(x, Op):
+            return f"{x.name}({', '.join(text(a) for a in x.args)})"
+        if isinstance(x, Reduce):
+            axes = ", ".join(f"{v!r}<{n}" for v, n in x.axes)
+            return f"{x.kind}[{axes}]({text(x.body)})"
+        return repr(x)
+
+    return text(e)
 
 
 def print_kernel(kernel: Kernel) -> str:

@@ -13,6 +13,7 @@ from onnxc.ir.ops.registry import get_op
 from .manager import Pass
 
 FUSABLE_PRODUCERS = {"elementwise", "reduction"}
+MAX_GROUP = 24  # nodes per kernel: keeps fused expressions (and compile time) bounded
 
 
 class FuseElementwise(Pass):
@@ -39,16 +40,19 @@ class FuseElementwise(Pass):
                 if mine is theirs:
                     continue
                 reductions = sum(get_op(n.op).kind == "reduction" for n in mine + theirs)
-                if reductions > 1:
+                if reductions > 1 or len(mine) + len(theirs) > MAX_GROUP:
                     continue
                 merged = theirs + mine
                 for n in merged:
                     group_of[id(n)] = merged
         done: set[int] = set()
-        for node in list(graph.nodes):
+        order = {id(n): k for k, n in enumerate(graph.nodes)}
+        groups = []
+        for node in graph.nodes:
             group = group_of[id(node)]
             if len(group) > 1 and id(group[0]) not in done:
                 done.add(id(group[0]))
-                order = {id(n): k for k, n in enumerate(graph.nodes)}
-                graph.fuse_nodes(sorted(group, key=lambda n: order[id(n)]))
+                groups.append(sorted(group, key=lambda n: order[id(n)]))
+        if groups:
+            graph.fuse_groups(groups)
         return graph

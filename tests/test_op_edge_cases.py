@@ -141,12 +141,12 @@ def _unary_or_binary_session(op: str, n_inputs: int, shape):
 
 
 def test_fast_exp_log_are_accurate_and_keep_special_values():
-    """float32 exp/log are generated polynomials (vectorizable): check them like libm."""
+    """float32 exp/log/tanh are generated polynomials (vectorizable): check them like libm."""
     x = np.concatenate([np.linspace(-110, 90, 5000), [np.nan, np.inf, -np.inf, 0.0, -0.0]])
     x = x.astype(np.float32)
     with np.errstate(all="ignore"):
-        for op, ref in (("Exp", np.exp), ("Log", np.log)):
-            arg = x if op == "Exp" else np.abs(x) * np.float32(1e-30)
+        for op, ref in (("Exp", np.exp), ("Log", np.log), ("Tanh", np.tanh)):
+            arg = np.abs(x) * np.float32(1e-30) if op == "Log" else x
             got = _unary_or_binary_session(op, 1, arg.shape).run(None, {"x": arg})[0]
             want = ref(arg.astype(np.float64)).astype(np.float32)
             np.testing.assert_allclose(got, want, rtol=3e-7, atol=2e-45, equal_nan=True)

@@ -69,6 +69,9 @@ class ModuleBuilder:
     def add_kernel(self, kernel: Kernel) -> ir.Function:
         fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I32]), self.unique(kernel.name))
         fn.args[0].name, fn.args[1].name = "params", "nthreads"
+        # Inlining hundreds of kernels into onnxc_main only slows LLVM down (a call per kernel
+        # costs nothing next to its loops), and keeps each kernel a symbol for profiling.
+        fn.attributes.add("noinline")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         shapes = {p.name: p.shape for p in kernel.params}
         for k, st in enumerate(kernel.stages):
@@ -208,6 +211,9 @@ class StageEmitter:
         self.shapes = {p.name: p.shape for p in kernel.params}
         self.dtypes = {p.name: p.dtype for p in kernel.params}
         self.reduce_values: dict[int, ir.Value] = {}
+        # (expression, environment) -> value: fused expressions are DAGs, emit each node once.
+        # Entries keep their env and expr alive so ids are never reused while this lives.
+        self._memo: dict[tuple[int, int], tuple[ir.Value, dict, Expr]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def alloca(self, typ: ir.Type, name: str = "", count: int | None = None) -> ir.Value:
@@ -316,6 +322,17 @@ class StageEmitter:
         return t(int(value))
 
     def expr(self, e: Expr, env) -> ir.Value:
+        if isinstance(e, Reduce) and id(e) in self.reduce_values:
+            return self.reduce_values[id(e)]
+        key = (id(e), id(env))
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit[0]
+        value = self._expr(e, env)
+        self._memo[key] = (value, env, e)
+        return value
+
+    def _expr(self, e: Expr, env) -> ir.Value:
         if isinstance(e, Const):
             return self.constant(e.value, e.dtype)
         if isinstance(e, Load):
@@ -514,7 +531,7 @@ class ScalarOps:
             return b.fneg(args[0]) if e.dtype.is_float else b.neg(args[0])
         if e.dtype.is_float:
             t = value_type(e.dtype)
-            if isinstance(t, ir.FloatType) and name in ("exp", "log", "pow"):
+            if isinstance(t, ir.FloatType) and name in ("exp", "log", "pow", "tanh"):
                 return self.fast_f32(name, args)
             if name in self.FLOAT_INTRINSICS:
                 f = self.fn(f"llvm.{self.FLOAT_INTRINSICS[name]}.{self.suffix(t)}", t, [t])
@@ -539,13 +556,15 @@ class ScalarOps:
 
     def fast_f32(self, name: str, args: list[ir.Value]) -> ir.Value:
         """Vectorizable float32 exp/log/pow (see fastmath.py)."""
-        from .fastmath import exp_f32, log_f32
+        from .fastmath import exp_f32, log_f32, tanh_f32
 
         b, mb = self.b, self.se.mb
         if name == "exp":
             return exp_f32(b, mb, args[0])
         if name == "log":
             return log_f32(b, mb, args[0])
+        if name == "tanh":
+            return tanh_f32(b, mb, args[0])
         # pow: |x|^y = exp(y log|x|), then IEEE's cases for x <= 0, NaN and y = 0.
         x, y = args
         t = x.type

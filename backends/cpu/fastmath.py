@@ -81,3 +81,21 @@ def log_f32(b: ir.IRBuilder, mod, x: ir.Value) -> ir.Value:
     y = b.select(b.fcmp_ordered("<", x, _c(0.0)), _c(float("nan")), y)
     y = b.select(b.fcmp_ordered("==", x, _c(float("inf"))), x, y)
     return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+
+def tanh_f32(b: ir.IRBuilder, mod, x: ir.Value) -> ir.Value:
+    """tanh: an odd polynomial near 0 (keeps relative accuracy), 1 - 2/(e^2|x| + 1) beyond."""
+    fabs = mod.declare("llvm.fabs.f32", F32, [F32])
+    copysign = mod.declare("llvm.copysign.f32", F32, [F32, F32])
+    a = b.call(fabs, [x])
+    z = b.fmul(x, x)
+    p = _poly(b, mod, z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                          1.33314422036e-1, -3.33332819422e-1])
+    small = _fma(b, mod, b.fmul(p, z), x, x)
+    e = exp_f32(b, mod, b.fmul(b.select(b.fcmp_ordered(">", a, _c(9.0)), _c(9.0), a),
+                               _c(2.0)))
+    large = b.fsub(_c(1.0), b.fdiv(_c(2.0), b.fadd(e, _c(1.0))))
+    large = b.select(b.fcmp_ordered(">", a, _c(9.0)), _c(1.0), large)  # tanh(9) rounds to 1
+    large = b.call(copysign, [large, x])
+    y = b.select(b.fcmp_ordered("<", a, _c(0.625)), small, large)
+    return b.select(b.fcmp_unordered("uno", x, x), x, y)
