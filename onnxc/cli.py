@@ -6,7 +6,6 @@ everything the CLI does can also be done, and tested, from Python.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -22,7 +21,11 @@ examples:
   onnxc compile model.onnx -o model.onnxc --input-shape input=1,3,224,224
   onnxc run model.onnxc --input x=x.npy --output-dir out/
   onnxc run model.onnx --random-inputs --seed 1 --input-shape x=8,16
+  onnxc run model.onnxc --random-inputs --profile trace.json   # open in ui.perfetto.dev
   onnxc inspect model.onnxc
+  onnxc inspect model.onnxc --format svg -o kernels.svg
+  onnxc inspect model.onnx --after-passes
+  onnxc bench model.onnx --compare onnxruntime --threads 4 --runs 50
   onnxc optimize model.onnx -o model.opt.onnx --input-shape x=1,3,224,224
   python -m onnxc inspect model.onnx -O 0
 """
@@ -130,6 +133,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for --random-inputs (default: 0)")
     p.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
                    help="save each output as DIR/<name>.npy (default: print only)")
+    p.add_argument("--profile", type=Path, default=None, metavar="TRACE.json",
+                   help="also run kernel by kernel, write the timings as a Chrome trace "
+                        "(Perfetto, chrome://tracing) and print a summary by op")
+    p.add_argument("--profile-runs", type=_positive, default=1, metavar="N",
+                   help="profiled runs to record with --profile (default: 1)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("optimize", parents=[build], formatter_class=fmt, epilog=_EPILOG,
@@ -142,12 +150,38 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_optimize)
 
     p = sub.add_parser("inspect", parents=[build], formatter_class=fmt, epilog=_EPILOG,
-                       help="describe an artifact, or the IR of a compiled model",
-                       description="Print what the executable holds as JSON; for an .onnx "
-                                   "model, compile it and print its IR first.")
+                       help="describe an artifact or model: IR, JSON or a graph picture",
+                       description="Show what onnxc makes of MODEL_OR_ARTIFACT. text: a "
+                                   "model's IR (before passes unless --after-passes) or an "
+                                   "artifact's description; json: the description (compiling "
+                                   "a model); dot/svg/png: the kernels as a Graphviz graph "
+                                   "(a model before passes: its IR nodes).")
     p.add_argument("path", type=Path, metavar="MODEL_OR_ARTIFACT")
+    p.add_argument("--after-passes", action="store_true",
+                   help="for a model: show it after optimization (compiled) instead of as "
+                        "imported")
+    p.add_argument("--format", choices=("text", "json", "dot", "svg", "png"), default=None,
+                   help="what to print (default: from -o's suffix, else text); svg/png need "
+                        "Graphviz, dot only the graphviz package (pip install 'onnxc[viz]')")
+    p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                   help="write to FILE instead of standard output")
     p.set_defaults(func=_cmd_inspect)
+
+    from onnxc import cli_bench
+
+    cli_bench.add_parser(sub, [build], fmt, _EPILOG)
     return parser
+
+
+def _positive(text: str) -> int:
+    """An argparse type for counts that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _must_exist(path: Path) -> None:
@@ -168,10 +202,14 @@ def _compile(args: argparse.Namespace, model: Path) -> Any:
                if n not in all_passes() and n != "all"]
     if unknown:
         raise _CliError(f"unknown pass(es) {unknown}; the passes are {sorted(all_passes())}")
-    session = onnxc.compile(str(model), target=args.target, opt_level=args.opt_level,
-                            num_threads=args.num_threads,
-                            input_shapes=_to_dict(args.input_shape, "--input-shape"),
-                            disable_passes=args.disable_pass, print_after=args.print_after)
+    from onnxc.cli_tools import progress
+
+    quiet = args.quiet or args.verbose or args.print_after or args.time_passes
+    with progress(f"compiling {model.name}", enabled=not quiet):
+        session = onnxc.compile(str(model), target=args.target, opt_level=args.opt_level,
+                                num_threads=args.num_threads,
+                                input_shapes=_to_dict(args.input_shape, "--input-shape"),
+                                disable_passes=args.disable_pass, print_after=args.print_after)
     if args.time_passes:
         timings = session.describe()["timings"]
         for phase, value in timings.items():
@@ -310,15 +348,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             used.add(safe)
             np.save(args.output_dir / f"{safe}.npy", value, allow_pickle=False)
             log.info("wrote %s", args.output_dir / f"{safe}.npy")
+    if args.profile is not None:
+        from onnxc.cli_tools import write_profile
+
+        write_profile(session, feeds, args.profile, args.profile_runs)
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    session, is_model = _open(args, args.path)
-    if is_model and hasattr(session, "ir_text"):
-        print(session.ir_text())
-    print(json.dumps(session.describe(), indent=2, default=str))
-    return 0
+    from onnxc.cli_tools import inspect
+
+    return inspect(args)
 
 
 def main(argv: list[str] | None = None) -> int:

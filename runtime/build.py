@@ -57,7 +57,8 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
     kernels = [KernelInfo(call.kernel.name, sym,
                           list(dict.fromkeys(n for n, _ in call.kernel.origin)),
                           list(dict.fromkeys(o for _, o in call.kernel.origin)),
-                          slots=[(s.region, s.index) for s in call.slots])
+                          slots=[(s.region, s.index) for s in call.slots],
+                          params=_param_table(call))
                for call, sym in zip(plan.calls, code.kernel_symbols)]
     exe = Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
@@ -81,8 +82,15 @@ def _build_cuda(plan, options: CompileOptions) -> Executable:
     kernels = [KernelInfo(call.kernel.name, call.kernel.name,
                           list(dict.fromkeys(n for n, _ in call.kernel.origin)),
                           list(dict.fromkeys(o for _, o in call.kernel.origin)), device=device,
-                          slots=[(s.region, s.index) for s in call.slots])
+                          slots=[(s.region, s.index) for s in call.slots],
+                          params=_param_table(call))
                for call in plan.calls]
     return Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
                       plan.value_bytes, kernels, fatbin, {"target": options.target}, False,
                       module.source, backend=options.target, launches=module.launches)
+
+
+def _param_table(call) -> list[tuple[str, str, list[int], str]]:
+    """(role, tensor, shape, dtype) per parameter: kept with the artifact for inspect/traces."""
+    return [(p.role, t, [int(d) for d in p.shape], p.dtype.value)
+            for p, t in zip(call.kernel.params, call.tensors)]

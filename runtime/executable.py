@@ -19,6 +19,9 @@ class KernelInfo:
     ops: list[str]
     device: str = "cpu:0"
     slots: list = None  # [(region, index)] per parameter, for profiling
+    # [(role, tensor, shape, dtype)] per parameter, aligned with slots: the graph edges and the
+    # bytes each kernel moves, for inspect and traces. None in artifacts saved before it.
+    params: list = None
 
 
 @dataclass

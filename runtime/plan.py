@@ -28,6 +28,9 @@ class Slot:
 class KernelCall:
     kernel: Kernel
     slots: list[Slot]
+    # Per parameter, the graph tensor it binds (views resolved; "" for temporaries), so tools
+    # can draw which kernel feeds which.
+    tensors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -104,12 +107,14 @@ def make_plan(graph: Graph) -> ExecutionPlan:
     calls = []
     for k, (kernel, node) in enumerate(kernels):
         values = {v.name: v for v in list(node.inputs) + list(node.outputs) if v is not None}
-        slots = []
+        slots, tensors = [], []
         for p in kernel.params:
             if p.role == "temp":
                 slots.append(Slot("arena", offsets[f"{kernel.name}#{k}:{p.name}"]))
+                tensors.append("")
                 continue
             v = root(values[p.name])
+            tensors.append(v.name)
             if id(v) in inputs:
                 slots.append(Slot("input", inputs[id(v)]))
             elif id(v) in outputs:
@@ -118,7 +123,7 @@ def make_plan(graph: Graph) -> ExecutionPlan:
                 slots.append(Slot("const", const_index[id(v)]))
             else:
                 slots.append(Slot("arena", offsets[v.name]))
-        calls.append(KernelCall(kernel, slots))
+        calls.append(KernelCall(kernel, slots, tensors))
 
     spec = lambda v, name: TensorSpec(name, tuple(v.shape), v.dtype.value)  # noqa: E731
     return ExecutionPlan(

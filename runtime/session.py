@@ -89,6 +89,16 @@ class Session:
         exe = self._executable_for(feeds)
         return exe.profile([feeds[s.name] for s in exe.inputs], self.num_threads)
 
+    def profile_trace(self, input_feed: Mapping[str, Any], runs: int = 1) -> dict:
+        """``profile`` as a Chrome trace dict (Perfetto, chrome://tracing): one event per kernel
+        run, with its ops, nodes and bytes moved; ``json.dump`` it to a file to view it."""
+        from onnxc.runtime.profiling import chrome_trace, profile_runs
+
+        feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
+        exe = self._executable_for(feeds)
+        timings = profile_runs(exe, [feeds[s.name] for s in exe.inputs], self.num_threads, runs)
+        return chrome_trace(exe, timings, num_threads=self.num_threads)
+
     def _validate(self, input_feed: Mapping[str, Any]) -> list[np.ndarray]:
         if not isinstance(input_feed, Mapping):
             raise InputError("feeds must be a dict of input name -> numpy array")

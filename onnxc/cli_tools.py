@@ -1,0 +1,202 @@
+"""The ``onnxc inspect`` command, ``run --profile`` and the compile spinner.
+
+Kept apart from ``onnxc.cli`` so the argument parsing stays short; everything here works on
+the same Session objects the Python API returns.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger("onnxc.cli")
+
+_SUFFIX_FORMATS = {".json": "json", ".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png",
+                   ".txt": "text"}
+
+
+@contextlib.contextmanager
+def progress(message: str, enabled: bool = True, stream: Any = None) -> Iterator[None]:
+    """A spinner with elapsed seconds on a terminal's stderr while a long step runs.
+
+    Silent when stderr is not a terminal (logs, CI, pipes), so output stays byte-for-byte
+    the same there; the line is erased when the step ends, and before each log line.
+    """
+    stream = stream or sys.stderr
+    if not enabled or not getattr(stream, "isatty", lambda: False)():
+        yield
+        return
+    done = threading.Event()
+    start = time.perf_counter()
+    handlers = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and h.stream is stream]
+    formatters = [h.formatter or logging.Formatter() for h in handlers]
+    for handler, formatter in zip(handlers, formatters):
+        handler.setFormatter(_ClearLine(formatter))
+
+    def draw(text: str) -> None:
+        for handler in handlers:  # a log line is never written half-way through ours
+            handler.acquire()
+        try:
+            stream.write(text)
+            stream.flush()
+        finally:
+            for handler in handlers:
+                handler.release()
+
+    def spin() -> None:
+        for frame in itertools.cycle("|/-\\"):
+            if done.wait(0.1 if time.perf_counter() - start > 0.5 else 0.5):
+                break
+            draw(f"\r{frame} {message} {time.perf_counter() - start:5.1f} s")
+        draw("\r\033[K")
+
+    thread = threading.Thread(target=spin, name="onnxc-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        for handler, formatter in zip(handlers, formatters):
+            handler.setFormatter(formatter)
+
+
+class _ClearLine(logging.Formatter):
+    """Wraps a formatter so each log line first erases the spinner's line."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\r\033[K" + self.inner.format(record)
+
+
+# -- run --profile -------------------------------------------------------------------------
+def write_profile(session: Any, feeds: dict, path: Path, runs: int = 1) -> dict:
+    """Profile ``runs`` kernel-by-kernel runs, save the Chrome trace, print the op summary."""
+    from onnxc.runtime.profiling import format_summary, op_summary
+
+    trace = session.profile_trace(feeds, runs=runs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(trace))
+    rows = op_summary(trace)
+    kernels = trace["otherData"]["kernels"]
+    print(f"\nprofile: {kernels} kernels, {runs} run{'s' * (runs != 1)} kernel by kernel, "
+          f"{sum(r[2] for r in rows):.3f} ms per run -> {path} (open in ui.perfetto.dev)")
+    print(format_summary(rows))
+    return trace
+
+
+# -- inspect -------------------------------------------------------------------------------
+def inspect(args: argparse.Namespace) -> int:
+    """Print or write what ``args.format`` asks for; see the inspect command's help."""
+    from onnxc import cli
+
+    fmt = args.format or _SUFFIX_FORMATS.get(args.output.suffix.lower() if args.output
+                                             else "", "text")
+    if fmt == "png" and args.output is None and sys.stdout.isatty():
+        raise cli._UsageError("--format png writes binary data: give -o FILE.png")
+    session, load_error = _load_artifact(args)
+    title = args.path.name
+    if session is None and fmt != "json" and not args.after_passes:
+        graph = _imported_graph(args, load_error)  # before passes: nothing to compile
+        if fmt == "text":
+            return _emit(args, str(graph) + "\n")
+        from onnxc import visualize
+
+        return _emit(args, visualize.render(visualize.ir_graph(graph, title), fmt))
+    if session is None:
+        session = _compile_model(args, load_error)
+        if fmt == "text":
+            if not session.ir_text():
+                raise cli._CliError(_SYMBOLIC_HINT)
+            return _emit(args, session.ir_text() + "\n")
+    if fmt in ("text", "json"):
+        return _emit(args, json.dumps(session.describe(), indent=2, default=str) + "\n")
+    from onnxc import visualize
+
+    executables = list(session.executables.values())
+    if not executables:
+        raise cli._CliError(_SYMBOLIC_HINT)
+    return _emit(args, visualize.render(visualize.kernel_graph(executables[-1], title), fmt))
+
+
+_SYMBOLIC_HINT = ("the model has symbolic input dimensions and compiles on first run; fix them "
+                  "with --input-shape NAME=D0,D1,... to see the compiled kernels")
+
+
+def _load_artifact(args: argparse.Namespace) -> tuple[Any, Exception | None]:
+    """(session, None) for an artifact; (None, why not) for anything else, taken as a model."""
+    import onnxc
+    from onnxc import cli
+
+    if args.path.suffix.lower() == ".onnx":
+        return None, None
+    cli._must_exist(args.path)
+    kwargs = {} if args.num_threads is None else {"num_threads": args.num_threads}
+    try:
+        return onnxc.load(str(args.path), **kwargs), None
+    except onnxc.OnnxcError as error:
+        log.debug("not an artifact (%s); trying it as an ONNX model", error)
+        return None, error
+
+
+def _neither(args: argparse.Namespace, load_error: Exception, error: Exception) -> Exception:
+    from onnxc import cli
+
+    return cli._CliError(f"{args.path} is neither an onnxc artifact ({load_error}) nor an ONNX "
+                         f"model onnxc can compile ({error})")
+
+
+def _imported_graph(args: argparse.Namespace, load_error: Exception | None) -> Any:
+    """The model's IR as imported, before any pass runs."""
+    import onnxc
+    from onnxc import cli
+    from onnxc.frontend import import_graph, load_model
+
+    cli._must_exist(args.path)
+    try:
+        proto, _ = load_model(str(args.path))
+        return import_graph(proto, cli._to_dict(args.input_shape, "--input-shape"))
+    except onnxc.OnnxcError as error:
+        if load_error is None:
+            raise
+        raise _neither(args, load_error, error) from None
+
+
+def _compile_model(args: argparse.Namespace, load_error: Exception | None) -> Any:
+    import onnxc
+    from onnxc import cli
+
+    try:
+        return cli._compile(args, args.path)
+    except onnxc.OnnxcError as error:
+        if load_error is None:
+            raise
+        raise _neither(args, load_error, error) from None
+
+
+def _emit(args: argparse.Namespace, data: str | bytes) -> int:
+    """Write to -o FILE, or to standard output."""
+    raw = data.encode() if isinstance(data, str) else data
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_bytes(raw)
+        log.info("wrote %s (%d bytes)", args.output, len(raw))
+        return 0
+    if isinstance(data, str) or not hasattr(sys.stdout, "buffer"):  # e.g. redirect_stdout
+        sys.stdout.write(data if isinstance(data, str) else data.decode(errors="replace"))
+        return 0
+    sys.stdout.flush()
+    sys.stdout.buffer.write(raw)
+    sys.stdout.buffer.flush()
+    return 0
