@@ -83,8 +83,8 @@ def main() -> None:
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()
-    print(f"| model | threads | onnxc compile s | onnxc load s | ort create s | onnxc ms | "
-          f"ort ms | ratio | max rel err |")
+    print("| model | threads | onnxc compile s | onnxc load s | ort create s | onnxc ms | "
+          "ort ms | ratio | max rel err |")
     print("|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for name in args.models:

@@ -440,6 +440,20 @@ def index_loads(expr: Expr) -> list[Load]:
     return found
 
 
+def flat_coef(load: Load, var: Var, shape: Sequence[int]) -> int | None:
+    """How far the load's flat (row-major) offset moves per step of ``var``; None if the
+    offset is not affine in it. Schedules use it to find contiguous axes."""
+    from .types import static_strides
+
+    total = 0
+    for ix, stride in zip(load.index, static_strides(tuple(shape))):
+        c = ix.coef(var)
+        if c is None:
+            return None
+        total += c * stride
+    return total
+
+
 def has_reduce(expr: Expr) -> bool:
     return any(isinstance(e, Reduce) for e in walk(expr))
 

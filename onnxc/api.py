@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from onnxc.frontend import ModelLike, load_model
 from onnxc.ir.errors import OnnxcError
@@ -12,6 +12,9 @@ from onnxc.frontend.onnx_types import value_info_type
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.plan import TensorSpec
 from onnxc.runtime.session import Session
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger("onnxc")
 
@@ -59,8 +62,6 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             value_inputs.append(need.input_name)
             static = False
     if not static:
-        from onnxc.frontend.onnx_types import value_info_type as vit
-
         outputs = [_declared_output(vi) for vi in proto.graph.output]
     session = Session(declared, outputs, options, model=proto, executables=executables,
                       num_threads=num_threads, graph=graph, value_inputs=value_inputs)

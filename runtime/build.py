@@ -94,3 +94,22 @@ def _param_table(call) -> list[tuple[str, str, list[int], str]]:
     """(role, tensor, shape, dtype) per parameter: kept with the artifact for inspect/traces."""
     return [(p.role, t, [int(d) for d in p.shape], p.dtype.value)
             for p, t in zip(call.kernel.params, call.tensors)]
+
+
+def plan_for_model(model, feeds: dict):
+    """Import, optimize and plan ``model`` for the shapes (and, where the compiler asks for
+    them, the values) of ``feeds``, as build_executable does: for tests and GPU scripts."""
+    import numpy as np
+
+    from onnxc.ir.errors import InputValueNeeded
+
+    shapes = {k: np.asarray(v).shape for k, v in feeds.items()}
+    values: dict = {}
+    while True:
+        try:
+            graph = optimize_graph(model, shapes, CompileOptions(), values or None)
+            return make_plan(graph)
+        except InputValueNeeded as need:
+            if need.input_name in values or need.input_name not in feeds:
+                raise
+            values[need.input_name] = np.asarray(feeds[need.input_name])

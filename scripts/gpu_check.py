@@ -137,7 +137,7 @@ def node_cases(cp, archs: list[str], tmp: str) -> int:
     import cuda_models
     from onnxc.backends.cuda import compile_cuda, render_module
     from onnxc.backends.cuda.codegen import merge_modules
-    from onnxc.backends.cuda.sim import plan_for_model
+    from onnxc.runtime.build import plan_for_model
 
     jobs, failures, unplanned = [], {}, []
     for case, feeds, outputs in cuda_models.node_cases():
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap_onnxc()
     import cuda_models
     from onnxc.backends.cuda import compile_cuda, render_module
-    from onnxc.backends.cuda.sim import plan_for_model
+    from onnxc.runtime.build import plan_for_model
 
     cp, device_arch = None, []
     archs = ["sm_80", "sm_90"] + args.arch

@@ -14,7 +14,8 @@ import pytest
 import cuda_models
 from onnxc.backends.cuda import compile_cuda, find_nvcc, render_kernel, render_module
 from onnxc.backends.cuda.codegen import merge_modules
-from onnxc.backends.cuda.sim import (SimModule, find_cxx, plan_for_model, run_launches,
+from onnxc.runtime.build import plan_for_model
+from onnxc.backends.cuda.sim import (SimModule, find_cxx, run_launches,
                                      run_plan_sim)
 from onnxc.ir.errors import CompileError
 

@@ -21,7 +21,7 @@ from llvmlite import ir
 from onnxc.ir.dtypes import DType
 from onnxc.ir.errors import CompileError
 from onnxc.ir.kernel import (Const, Expr, IndexValue, Ix, Kernel, Load, Op, Reduce, Stage, Var,
-                             loads, walk)
+                             flat_coef, loads, walk)
 from onnxc.ir.types import static_strides
 
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
@@ -165,16 +165,6 @@ def _top_reduces(expr: Expr) -> list[Reduce]:
     return found
 
 
-def _flat_coef(load: Load, var: Var, shape: tuple[int, ...]) -> int | None:
-    total = 0
-    for ix, stride in zip(load.index, static_strides(shape)):
-        c = ix.coef(var)
-        if c is None:
-            return None
-        total += c * stride
-    return total
-
-
 def _row_reduce(st: Stage, shapes: dict[str, tuple[int, ...]]) -> Reduce | None:
     """The stage's single reduction, if the row-tile schedule suits it."""
     if not st.shape or st.shape[-1] < 4:
@@ -191,7 +181,7 @@ def _row_candidate(red: Reduce, st: Stage, shapes) -> bool:
         shape = shapes.get(ld.tensor)
         if shape is None:
             continue
-        c = _flat_coef(ld, inner, shape)
+        c = flat_coef(ld, inner, shape)
         if c is not None and 1 <= abs(c) <= 2:
             return True
     return False

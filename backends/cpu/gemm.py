@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from onnxc.ir.dtypes import DType
-from onnxc.ir.kernel import Load, Op, Reduce, Stage, Var, loads, walk
+from onnxc.ir.kernel import Load, Op, Reduce, Stage, Var, flat_coef, walk
 
 from .llvm_types import I1, I32, I64
 
@@ -49,18 +49,6 @@ class GemmPlan:
         return (MR_NARROW, 1) if self.j_extent(st) <= vw else (MR_WIDE, NR_WIDE)
 
 
-def _flat_coef(load: Load, var: Var, shape) -> int | None:
-    from onnxc.ir.types import static_strides
-
-    total = 0
-    for ix, stride in zip(load.index, static_strides(shape)):
-        c = ix.coef(var)
-        if c is None:
-            return None
-        total += c * stride
-    return total
-
-
 def match_gemm(st: Stage, shapes: dict) -> GemmPlan | None:
     if len(st.shape) < 2 or st.body.dtype != DType.float32:
         return None
@@ -74,11 +62,11 @@ def match_gemm(st: Stage, shapes: dict) -> GemmPlan | None:
         return None
     j = st.vars[-1]
     for a, b in (body.args, body.args[::-1]):
-        if _flat_coef(b, j, shapes[b.tensor]) != 1 or _flat_coef(a, j, shapes[a.tensor]) != 0:
+        if flat_coef(b, j, shapes[b.tensor]) != 1 or flat_coef(a, j, shapes[a.tensor]) != 0:
             continue
         best = None
         for k, v in enumerate(st.vars[:-1]):
-            ca, cb = _flat_coef(a, v, shapes[a.tensor]), _flat_coef(b, v, shapes[b.tensor])
+            ca, cb = flat_coef(a, v, shapes[a.tensor]), flat_coef(b, v, shapes[b.tensor])
             if ca and cb == 0 and st.shape[k] >= 2 and (best is None or
                                                         st.shape[k] > st.shape[best]):
                 best = k
@@ -94,10 +82,10 @@ def _pitch(st: Stage, shapes: dict, a: Load, b: Load, p_index: int) -> int | Non
     width. Flattening lets narrow rows (7, 14 columns) fill whole vectors."""
     if len(st.shape) < 3 or p_index >= len(st.shape) - 2:
         return None
-    v2, v1 = st.vars[-2], st.vars[-1]
-    if _flat_coef(a, v2, shapes[a.tensor]) != 0:
+    v2 = st.vars[-2]
+    if flat_coef(a, v2, shapes[a.tensor]) != 0:
         return None
-    c2 = _flat_coef(b, v2, shapes[b.tensor])
+    c2 = flat_coef(b, v2, shapes[b.tensor])
     if c2 is None or c2 < st.shape[-1]:
         return None
     return c2

@@ -206,22 +206,3 @@ def _contiguous(array) -> np.ndarray:
 
 __all__ = ["SimModule", "load_sim", "run_launches", "run_plan_sim", "launchers", "SIM_RUNTIME",
            "find_cxx"]
-
-
-def plan_for_model(model, feeds: dict):
-    """Import, optimize and plan ``model`` for the shapes (and, where the compiler asks for
-    them, the values) of ``feeds``, the way runtime/build.py does for the cpu target."""
-    from onnxc.ir.errors import InputValueNeeded
-    from onnxc.runtime.build import CompileOptions, optimize_graph
-    from onnxc.runtime.plan import make_plan
-
-    shapes = {k: np.asarray(v).shape for k, v in feeds.items()}
-    values: dict = {}
-    while True:
-        try:
-            graph = optimize_graph(model, shapes, CompileOptions(), values or None)
-            return make_plan(graph)
-        except InputValueNeeded as need:
-            if need.input_name in values or need.input_name not in feeds:
-                raise
-            values[need.input_name] = np.asarray(feeds[need.input_name])
