@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from onnxc.ir.dtypes import DType
+
 from .importer import ImportContext, onnx_op
 
 _PLAIN = ("Softplus", "Softsign", "Sign", "Erf", "Floor", "Ceil", "Round", "Sin", "Cos", "IsNaN")
@@ -107,3 +109,29 @@ def _gelu(ctx: ImportContext, node):
         raise ctx.error(f"approximate must be 'none' or 'tanh', got {approximate!r}")
     half_x = ctx.add1("Mul", [x, _scalar(ctx, 0.5, x)])
     return [ctx.add1("Mul", [half_x, ctx.add1("Add", [inner, _scalar(ctx, 1.0, x)])])]
+
+
+@onnx_op("LayerNormalization")
+def _layer_norm(ctx: ImportContext, node):
+    """(x - mean) / sqrt(var + eps) * scale + bias over the axes from ``axis`` on; the
+    statistics are computed in float32 at least (stash_type), as the spec asks."""
+    x, scale, bias = ctx.input(0), ctx.input(1), ctx.input(2)
+    rank = x.type.rank
+    axis = int(ctx.attr("axis", -1))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < max(rank, 1):
+        raise ctx.error(f"axis {ctx.attr('axis', -1)} is out of range for {x.type}")
+    axes = {"axes": tuple(range(axis, rank)), "keepdims": 1}
+    xs = x if x.dtype != DType.float16 else ctx.add1("Cast", [x], {"to": "float32"})
+    eps = ctx.constant(np.array(ctx.attr("epsilon", 1e-5), dtype=xs.dtype.np))
+    mean = ctx.add1("ReduceMean", [xs], axes)
+    d = ctx.add1("Sub", [xs, mean])
+    var = ctx.add1("ReduceMean", [ctx.add1("Mul", [d, d])], axes)
+    inv_std = ctx.add1("Reciprocal", [ctx.add1("Sqrt", [ctx.add1("Add", [var, eps])])])
+    y = ctx.add1("Mul", [d, inv_std])
+    if y.dtype != x.dtype:
+        y = ctx.add1("Cast", [y], {"to": x.dtype.value})
+    y = ctx.add1("Mul", [y, scale])
+    if bias is not None:
+        y = ctx.add1("Add", [y, bias])
+    return [y, mean, inv_std]

@@ -23,7 +23,7 @@ SUPPORTED = [
     "gelu", "mish", "thresholdedrelu", "celu", "shrink", "floor", "ceil", "round", "sin", "cos",
     "isnan", "isinf", "mod", "expand", "tile", "reflect_pad", "edge_pad", "wrap_pad", "split",
     "depthtospace", "spacetodepth", "range", "size", "trilu", "gather",
-    "rnn", "simple_rnn", "lstm", "gru",
+    "rnn", "layer_normalization", "simple_rnn", "lstm", "gru",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {
