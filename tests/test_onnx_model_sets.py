@@ -25,4 +25,5 @@ _cases = backend_test.test_cases  # a property that builds new classes on every 
 for _case in _cases.values():
     for _name in [n for n in vars(_case) if n.startswith("test_") and n.endswith("_cuda")]:
         delattr(_case, _name)  # onnxc.backend runs on the CPU (the cuda target has its tests)
+del _case  # a loop variable holding a TestCase class would be collected twice
 globals().update({name: case for name, case in _cases.items() if name in SETS})

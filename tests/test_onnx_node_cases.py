@@ -53,4 +53,5 @@ for _case in _cases.values():
     for _name in [n for n in vars(_case) if n.startswith("test_")]:
         if not _INCLUDED.match(_name):
             delattr(_case, _name)
+del _case  # a loop variable holding a TestCase class would be collected twice
 globals().update(_cases)
