@@ -16,7 +16,9 @@ BLOCK = 5
 
 
 def add_parser(sub: Any, parents: list, fmt: Any, epilog: str) -> None:
-    from onnxc.cli import _positive
+    from onnxc.cli import int_at_least
+
+    _positive, _non_negative = int_at_least(1), int_at_least(0)
 
     p = sub.add_parser("bench", parents=parents, formatter_class=fmt, epilog=epilog,
                        help="time a model: latency percentiles and throughput",
@@ -37,16 +39,6 @@ def add_parser(sub: Any, parents: list, fmt: Any, epilog: str) -> None:
                    help="untimed runs per engine first (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random inputs (default: 0)")
     p.set_defaults(func=cmd_bench)
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _batched_shapes(args: argparse.Namespace, declared: list[tuple[str, list]]

@@ -14,7 +14,8 @@ import numpy as np
 
 from onnxc.ir.dtypes import DType
 from onnxc.ir.errors import CompileError
-from onnxc.ir.kernel import Const, Expr, IndexValue, Ix, Kernel, Load, Op, Reduce, Stage, Var
+from onnxc.ir.kernel import (Const, Expr, IndexValue, Ix, Kernel, Load, Op, Reduce, Stage, Var,
+                             walk)
 from onnxc.ir.types import static_strides
 
 _STORAGE = {
@@ -87,14 +88,7 @@ def _children(e: Expr) -> tuple[Expr, ...]:
 def used_vars(root: Expr) -> set[Var]:
     """Index variables that some load or index value of the expression reads."""
     used: set[Var] = set()
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        stack.extend(_children(e))
+    for e in walk(root):
         if isinstance(e, Load):
             for i in e.index:
                 used |= i.vars()
@@ -106,16 +100,9 @@ def used_vars(root: Expr) -> set[Var]:
 def _use_counts(root: Expr) -> dict[int, int]:
     """How many parents each node of the expression DAG has (by object identity)."""
     counts: dict[int, int] = {}
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in walk(root):
         for c in _children(e):
             counts[id(c)] = counts.get(id(c), 0) + 1
-            stack.append(c)
     return counts
 
 

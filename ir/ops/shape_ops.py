@@ -300,13 +300,19 @@ def _gather_infer(types, attrs, consts):
     return [TensorType(data.dtype, data.shape[:axis] + idx.shape + data.shape[axis + 1:])]
 
 
-def _gather_reference(arrays, attrs):
+def _checked_indices(arrays, attrs, op: str):
+    """(data, indices with ONNX's negative-index rule applied, axis); out of range -> error."""
     data, idx = arrays
     axis = normalize_axis(attrs.get("axis", 0), data.ndim)
     n = data.shape[axis]
     if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise ModelError(f"Gather index out of range [{-n}, {n - 1}]")
-    return [np.take(data, np.where(idx < 0, idx + n, idx), axis=axis)]
+        raise ModelError(f"{op} index out of range [{-n}, {n - 1}]")
+    return data, np.where(idx < 0, idx + n, idx), axis
+
+
+def _gather_reference(arrays, attrs):
+    data, idx, axis = _checked_indices(arrays, attrs, "Gather")
+    return [np.take(data, idx, axis=axis)]
 
 
 def _wrapped(load: Load, n: int) -> Ix:
@@ -344,12 +350,8 @@ def _gather_elements_compute(ins, outs, attrs):
 
 
 def _gather_elements_reference(arrays, attrs):
-    data, idx = arrays
-    axis = normalize_axis(attrs.get("axis", 0), data.ndim)
-    n = data.shape[axis]
-    if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise ModelError(f"GatherElements index out of range [{-n}, {n - 1}]")
-    return [np.take_along_axis(data, np.where(idx < 0, idx + n, idx), axis=axis)]
+    data, idx, axis = _checked_indices(arrays, attrs, "GatherElements")
+    return [np.take_along_axis(data, idx, axis=axis)]
 
 
 register(OpDef("Shape", _shape_infer, None,
