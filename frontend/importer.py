@@ -121,22 +121,18 @@ class ImportContext:
         return self.graph.add_constant(np.asarray(array), name=hint)
 
     def _fold(self, op: str, inputs: list[Value | None], attrs: dict) -> list[Value] | None:
+        from onnxc.ir.evaluate import evaluate_node
         from onnxc.ir.ops.registry import get_op
 
-        opdef = get_op(op)
-        arrays = [v.const if v is not None else None for v in inputs]
         types = [v.type if v is not None else None for v in inputs]
-        out_types = opdef.infer(types, attrs, arrays)
-        if opdef.reference is not None:
-            results = opdef.reference(arrays, attrs)
-        else:
-            if any(t.numel() > MAX_FOLD_ELEMENTS for t in out_types if t.is_static):
-                return None
-            results = _interpret(op, inputs, out_types, attrs)
+        out_types = get_op(op).infer(types, attrs, [v.const if v is not None else None
+                                                    for v in inputs])
+        results = evaluate_node(op, inputs, out_types, attrs, MAX_FOLD_ELEMENTS)
+        if results is None:
+            return None
         first = next((v for v in inputs if v is not None), None)
         hint = f"{first.name}_{op.lower()}" if first is not None else op.lower()
-        return [self.constant(np.asarray(r, dtype=t.dtype.np).reshape(t.shape), hint)
-                for r, t in zip(results, out_types)]
+        return [self.constant(r, hint) for r in results]
 
     # -- errors ---------------------------------------------------------------------------
     def error(self, message: str) -> ModelError:
@@ -144,20 +140,6 @@ class ImportContext:
 
     def unsupported(self, reason: str) -> UnsupportedOpError:
         return UnsupportedOpError([(self.node.name or "<unnamed>", self.node.op_type, reason)])
-
-
-def _interpret(op: str, inputs: list[Value | None], out_types: list[TensorType], attrs: dict):
-    from onnxc.ir.graph import Node
-    from onnxc.ir.compute import build_kernel
-    from onnxc.ir.interp import run_kernel
-
-    outs = [Value(f"__fold_out{k}", t) for k, t in enumerate(out_types)]
-    ins = [Value(f"__fold_in{k}", v.type, const=v.const) if v is not None else None
-           for k, v in enumerate(inputs)]
-    node = Node(op, ins, outs, attrs, "fold")
-    kernel = build_kernel([node], outs)
-    tensors = run_kernel(kernel, {v.name: v.const for v in ins if v is not None})
-    return [tensors[o.name] for o in outs]
 
 
 def node_label(node: onnx.NodeProto) -> str:

@@ -27,6 +27,7 @@ examples:
   onnxc inspect model.onnx --after-passes
   onnxc bench model.onnx --compare onnxruntime --threads 4 --runs 50
   onnxc optimize model.onnx -o model.opt.onnx --input-shape x=1,3,224,224
+  onnxc bisect model.onnx            # which pass changes the outputs?
   python -m onnxc inspect model.onnx -O 0
 """
 
@@ -167,9 +168,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="write to FILE instead of standard output")
     p.set_defaults(func=_cmd_inspect)
 
-    from onnxc import cli_bench
+    from onnxc import cli_bench, cli_bisect
 
     cli_bench.add_parser(sub, [build], fmt, _EPILOG)
+    cli_bisect.add_parser(sub, [build], fmt, _EPILOG)
     return parser
 
 

@@ -6,6 +6,8 @@ the weights and the scale/shift are constants:
   Mul(Conv(x, W, b), s) -> Conv(x, W * s[m], b * s)    s varies only along channels (axis 1)
   Add(Conv(x, W, b), t) -> Conv(x, W, b + t)           t varies only along channels
   Mul(MatMul(x, W), s)  -> MatMul(x, W * s)            W is 2-D, s varies only along the last axis
+  Mul(Add(MatMul(x, W), b), s) -> Add(Mul(MatMul(x, W), s), b * s)   (Gemm + BatchNorm; the
+      Mul then folds as above and the two Adds merge into one bias)
 A lone BatchNormalization already is one fused scale-and-shift kernel (see fusion).
 """
 from __future__ import annotations
@@ -13,8 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from onnxc.ir import Graph, Node, Value
+from onnxc.ir.ops.registry import broadcast_shapes
 
 from .manager import Pass
+from .simplify import combine_constant_chain
 
 
 def _per_axis(c: Value, out_shape: tuple, axis: int) -> np.ndarray | None:
@@ -41,7 +45,9 @@ class FoldBatchNorm(Pass):
         while changed:
             changed = False
             for node in list(graph.nodes):
-                if node.op in ("Mul", "Add") and self._fold(graph, node):
+                if node.op in ("Mul", "Add") and (
+                        self._fold(graph, node) or self._distribute(graph, node)
+                        or combine_constant_chain(graph, node)):
                     changed = True
         return graph
 
@@ -74,6 +80,32 @@ class FoldBatchNorm(Pass):
             graph.replace_uses(node.outputs[0], y)
             graph.remove_node(node)
             return True
+        return False
+
+    @staticmethod
+    def _distribute(graph: Graph, node: Node) -> bool:
+        """Mul(Add(MatMul, b), s) -> Add(Mul(MatMul, s), b * s), rewriting both in place."""
+        if node.op != "Mul":
+            return False
+        for k in (0, 1):
+            a, s = node.inputs[k], node.inputs[1 - k]
+            add = a.producer
+            if s.const is None or add is None or add.op != "Add" or len(a.uses) != 1 or \
+                    a in graph.outputs:
+                continue
+            for j in (0, 1):
+                m, b = add.inputs[j], add.inputs[1 - j]
+                if b.const is None or m.producer is None or m.producer.op != "MatMul" or \
+                        not m.dtype.is_float or not (m.type == a.type == node.outputs[0].type):
+                    continue
+                bs = np.asarray(b.const * s.const, dtype=b.const.dtype)
+                if broadcast_shapes(m.shape, bs.shape) != m.shape or \
+                        broadcast_shapes(m.shape, s.const.shape) != m.shape:
+                    continue
+                add.op, node.op = "Mul", "Add"
+                graph.set_input(add, 1 - j, s)
+                graph.set_input(node, 1 - k, graph.add_constant(bs, f"{b.name}_scaled"))
+                return True
         return False
 
     @staticmethod

@@ -1,16 +1,32 @@
-"""Pipelines as plain lists, per -O level."""
+"""Pipelines as plain lists, per -O level.
+
+-O0  nothing but giving outputs their own buffers (the importer still folds constants: shapes
+     must be static to compile)
+-O1  cleanups that never change the kernels' arithmetic much: identity elimination, constant
+     folding, simplification, CSE, BatchNorm folding, dead-code elimination
+-O2  + fusion (epilogues and elementwise chains become one kernel); the default
+-O3  the same graph as -O2; the backends optimize harder (LLVM -O3)
+"""
 from __future__ import annotations
 
 from .cleanup import DeadCodeElimination, EliminateIdentity, MaterializeOutputs
+from .cse import CommonSubexpressionElimination
 from .fold_batchnorm import FoldBatchNorm
+from .fold_constants import FoldConstants
 from .fusion import FuseElementwise
 from .manager import Pass
+from .simplify import Simplify
+
+ALL_PASSES: tuple[type[Pass], ...] = (
+    EliminateIdentity, FoldConstants, Simplify, CommonSubexpressionElimination, FoldBatchNorm,
+    DeadCodeElimination, FuseElementwise, MaterializeOutputs)
 
 
 def pipeline(opt_level: int) -> list[Pass]:
     passes: list[Pass] = []
     if opt_level >= 1:
-        passes += [EliminateIdentity(), FoldBatchNorm(), DeadCodeElimination()]
+        passes += [EliminateIdentity(), FoldConstants(), Simplify(),
+                   CommonSubexpressionElimination(), FoldBatchNorm(), DeadCodeElimination()]
     if opt_level >= 2:
         passes += [FuseElementwise()]
     passes += [MaterializeOutputs()]
@@ -18,5 +34,4 @@ def pipeline(opt_level: int) -> list[Pass]:
 
 
 def all_passes() -> dict[str, type[Pass]]:
-    return {p.name: p for p in (EliminateIdentity, FoldBatchNorm, DeadCodeElimination,
-                                FuseElementwise, MaterializeOutputs)}
+    return {p.name: p for p in ALL_PASSES}

@@ -12,7 +12,7 @@ import numpy as np
 
 from onnxc.ir import Graph, Node, Value
 from onnxc.ir.compute import build_kernel
-from onnxc.ir.kernel import Kernel
+from onnxc.ir.kernel import Kernel, Reduce, Var, index_loads, loads, walk
 from onnxc.ir.ops.registry import get_op
 
 ALIGN = 64
@@ -102,7 +102,26 @@ def make_plan(graph: Graph) -> ExecutionPlan:
             first.setdefault(v.name, k)
             last[v.name] = max(last.get(v.name, k), k)
 
+    value_bytes = sum(_align(s) for s in sizes.values())  # what the arena would be without reuse
+    # In-place updates: a kernel may write its output over an input that dies there.
+    storage: dict[str, str] = {}
+    for k, (kernel, node) in enumerate(kernels):
+        pair = _in_place_pair(kernel)
+        if pair is None:
+            continue
+        values = {v.name: v for v in list(node.inputs) + list(node.outputs) if v is not None}
+        src, dst = root(values[pair[0]]).name, root(values[pair[1]]).name
+        readers = [p for p in kernel.params if p.role == "in" and p.name in values and
+                   root(values[p.name]).name == src]
+        if len(readers) == 1 and src in last and dst in first and last[src] == k and first[dst] == k and \
+                sizes[src] == sizes[dst] and src not in storage.values():
+            storage[dst] = storage.get(src, src)
+    for dst, src in storage.items():
+        last[src] = max(last[src], last.pop(dst))
+        del first[dst], sizes[dst]
     offsets, arena = _assign_offsets(first, last, sizes)
+    for dst, src in storage.items():
+        offsets[dst] = offsets[src]
 
     calls = []
     for k, (kernel, node) in enumerate(kernels):
@@ -130,7 +149,39 @@ def make_plan(graph: Graph) -> ExecutionPlan:
         inputs=[spec(v, v.name) for v in graph.inputs],
         outputs=[spec(v, n) for v, n in zip(graph.outputs, graph.output_names)],
         constants=consts, calls=calls, arena_bytes=arena,
-        value_bytes=sum(_align(s) for s in sizes.values()))
+        value_bytes=value_bytes,
+        notes={"in_place_kernels": len(storage)})
+
+
+def _same_position(index, var, extent: int) -> bool:
+    """The index is the stage variable itself (or 0 along an axis of extent 1)."""
+    return index is var or (extent == 1 and not isinstance(index, Var) and
+                            index.kind == "const" and index.a == 0)
+
+
+def _in_place_pair(kernel: Kernel) -> tuple[str, str] | None:
+    """(input, output) parameters such that writing the output over the input is safe: one
+    output, written by the last stage, which reads that input only at the element it writes
+    (never inside a reduction nor as an index)."""
+    outs = [p for p in kernel.params if p.role == "out"]
+    if len(outs) != 1 or not kernel.stages or kernel.stages[-1].out != outs[0].name or \
+            any(st.out == outs[0].name for st in kernel.stages[:-1]):
+        return None
+    out, last = outs[0], kernel.stages[-1]
+    inside_reduce = {ld.tensor for e in walk(last.body) if isinstance(e, Reduce)
+                     for ld in loads(e.body)}
+    indexed = {ld.tensor for ld in index_loads(last.body)}
+    all_loads = loads(last.body)
+    for p in kernel.params:
+        if p.role != "in" or p.shape != out.shape or p.dtype.itemsize != out.dtype.itemsize or \
+                p.name in inside_reduce or p.name in indexed:
+            continue
+        mine = [ld for ld in all_loads if ld.tensor == p.name]
+        if mine and all(ld.pad is None and len(ld.index) == len(last.vars) and
+                        all(_same_position(i, v, n) for i, v, n in
+                            zip(ld.index, last.vars, last.shape)) for ld in mine):
+            return p.name, out.name
+    return None
 
 
 def _nbytes(shape, dtype) -> int:
