@@ -35,6 +35,7 @@ class _Writer:
         self.initializers: list[onnx.TensorProto] = []
         self.names: dict[int, str] = {}
         self.used: set[str] = set()
+        self.opset = EXPORT_OPSET  # raised to 19 only for what opset 17 cannot say
 
     def fresh(self, base: str) -> str:
         name, k = base, 1
@@ -125,10 +126,11 @@ def _write_node(w: _Writer, node: Node) -> None:
 
 
 def _avgpool(w: _Writer, node: Node, ins: list[str]) -> None:
-    if any(d != 1 for d in node.attrs["dilations"]):
-        raise OnnxcError(f"AveragePool {node.name!r} with dilations needs opset 19")
+    dilated = any(d != 1 for d in node.attrs["dilations"])
+    if dilated:
+        w.opset = max(w.opset, 19)  # AveragePool's dilations came with opset 19
     w.emit("AveragePool", node, ins[:1], count_include_pad=int(
-        node.attrs.get("count_include_pad", 0)), **_pool_attrs(node, dilations=False))
+        node.attrs.get("count_include_pad", 0)), **_pool_attrs(node, dilations=dilated))
 
 
 def _slice(w: _Writer, node: Node, ins: list[str]) -> None:
@@ -145,6 +147,8 @@ def _slice(w: _Writer, node: Node, ins: list[str]) -> None:
 
 def _reduce(w: _Writer, node: Node, ins: list[str]) -> None:
     a = node.attrs
+    if node.inputs[0].dtype == DType.bool:
+        w.opset = max(w.opset, 20)  # ReduceMax/Min on bool came with opset 20
     axes = _ints(a.get("axes") or [])
     common = {"keepdims": int(a.get("keepdims", 1))}
     if node.op == "ReduceSum":
@@ -158,6 +162,16 @@ def _reduce(w: _Writer, node: Node, ins: list[str]) -> None:
         w.emit(node.op, node, ins[:1], **common, **({"axes": axes} if axes else {}))
 
 
+def _axes_as_inputs(w: _Writer) -> None:
+    for n in w.nodes:
+        if n.op_type.startswith("Reduce") and n.op_type != "ReduceSum":
+            axes = next((a for a in n.attribute if a.name == "axes"), None)
+            if axes is not None:
+                n.input.append(w.constant(np.array(list(axes.ints), dtype=np.int64),
+                                          n.output[0] + "_axes"))
+                n.attribute.remove(axes)
+
+
 def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, dtype_to_onnx(v.dtype), list(v.shape))
 
@@ -167,6 +181,14 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
     w = _Writer(graph)
     for v in graph.inputs:
         w.name(v)
+    # The outputs keep the model's names: reserve them before any other value is named.
+    inputs = {id(v) for v in graph.inputs}
+    for v, out_name in zip(graph.outputs, graph.output_names):
+        if out_name in w.used:
+            continue
+        w.used.add(out_name)
+        if id(v) not in w.names and id(v) not in inputs and v.const is None:
+            w.names[id(v)] = out_name
     for v in graph.constants.values():
         w.initializers.append(numpy_helper.from_array(np.asarray(v.const), w.name(v)))
     for node in graph.nodes:
@@ -175,17 +197,20 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
     for v, out_name in zip(graph.outputs, graph.output_names):
         name = w.name(v)
         if name != out_name:
-            if out_name in w.used:
+            if any(out_name in n.output for n in w.nodes) or \
+                    any(out_name == t.name for t in w.initializers) or \
+                    any(out_name == w.names.get(id(i)) for i in graph.inputs):
                 raise OnnxcError(f"output name {out_name!r} clashes with another value")
-            w.used.add(out_name)
             w.nodes.append(helper.make_node("Identity", [name], [out_name],
                                             name=f"{out_name}_output"))
         outputs.append(_value_info(out_name, v))
+    if w.opset >= 18:  # opset 18 moved the other reductions' axes into an input too
+        _axes_as_inputs(w)
     read = {name for n in w.nodes for name in n.input}
     w.initializers = [t for t in w.initializers if t.name in read]
     g = helper.make_graph(w.nodes, graph.name, [_value_info(w.name(v), v) for v in graph.inputs],
                           outputs, w.initializers)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", w.opset)],
                               producer_name=producer)
-    model.ir_version = min(model.ir_version, 8)
+    model.ir_version = min(model.ir_version, 8 if w.opset <= 17 else 9)
     return model

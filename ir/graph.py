@@ -73,15 +73,21 @@ class Graph:
         self.output_names: list[str] = []  # the model's names for the outputs, in order
         self.nodes: list[Node] = []
         self.constants: dict[str, Value] = {}
-        self._names: set[str] = set()
+        self._names: set[str] = set()  # value names
+        self._node_names: set[str] = set()  # node names: their own namespace, so a node
+        # named after its ONNX output does not push that output's value to another name
 
     # -- naming ---------------------------------------------------------------------------
-    def unique_name(self, hint: str) -> str:
+    def unique_name(self, hint: str, _taken: set[str] | None = None) -> str:
+        taken = self._names if _taken is None else _taken
         name = hint or "v"
-        while name in self._names:
+        while name in taken:
             name = f"{hint}_{next(_ids)}"
-        self._names.add(name)
+        taken.add(name)
         return name
+
+    def unique_node_name(self, hint: str) -> str:
+        return self.unique_name(hint, self._node_names)
 
     # -- construction ---------------------------------------------------------------------
     def rename(self, value: Value, hint: str) -> None:
@@ -116,7 +122,7 @@ class Graph:
         inputs = list(inputs)
         attrs = dict(attrs or {})
         opdef = get_op(op)
-        node_name = self.unique_name(name or op.lower())
+        node_name = self.unique_node_name(name or op.lower())
         node = Node(op, inputs, [], attrs, node_name, origin=list(origin or []))
         try:
             out_types = opdef.infer([v.type if v is not None else None for v in inputs], attrs,
@@ -214,7 +220,7 @@ class Graph:
         body.inputs, body.nodes = list(inputs), list(members)
         body.set_outputs(outputs)
         origin = [o for n in members for o in (n.origin or [(n.name, n.op)])]
-        fused = Node("Fused", inputs, outputs, {}, self.unique_name(name or members[-1].name),
+        fused = Node("Fused", inputs, outputs, {}, self.unique_node_name(name or members[-1].name),
                      {"body": body}, origin)
         for v in inputs:
             v.uses = [u for u in v.uses if id(u) not in ids] + [fused]

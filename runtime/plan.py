@@ -162,7 +162,7 @@ def _same_position(index, var, extent: int) -> bool:
 def _in_place_pair(kernel: Kernel) -> tuple[str, str] | None:
     """(input, output) parameters such that writing the output over the input is safe: one
     output, written by the last stage, which reads that input only at the element it writes
-    (never inside a reduction nor as an index)."""
+    (never inside a reduction nor as an index); no earlier stage reads that input."""
     outs = [p for p in kernel.params if p.role == "out"]
     if len(outs) != 1 or not kernel.stages or kernel.stages[-1].out != outs[0].name or \
             any(st.out == outs[0].name for st in kernel.stages[:-1]):
@@ -171,6 +171,7 @@ def _in_place_pair(kernel: Kernel) -> tuple[str, str] | None:
     inside_reduce = {ld.tensor for e in walk(last.body) if isinstance(e, Reduce)
                      for ld in loads(e.body)}
     indexed = {ld.tensor for ld in index_loads(last.body)}
+    indexed |= {ld.tensor for st in kernel.stages[:-1] for ld in loads(st.body)}
     all_loads = loads(last.body)
     for p in kernel.params:
         if p.role != "in" or p.shape != out.shape or p.dtype.itemsize != out.dtype.itemsize or \

@@ -1,0 +1,81 @@
+"""Differential tests of every pass: the graph after the import and after each pass of -O2 is
+written back as ONNX and run on onnxruntime (onnx.reference where onnxruntime lacks a kernel);
+each must give the reference outputs. ``onnxc.bisect`` does the stepping.
+
+Inputs: every ONNX node case of the supported ops (with the case's own data and expected
+outputs), the light conv nets with random weights (logits, so no Softmax hides an error), the
+torch-exported BatchNorm models and the examples.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from models import (final_softmax, light_model_name, light_model_paths, logits_model,
+                    random_feeds, randomize_light_model)
+from onnxc.bisect import bisect
+from test_onnx_node_cases import KNOWN_FAILURES, SUPPORTED
+
+pytest.importorskip("onnxruntime")
+ROOT = Path(__file__).resolve().parent.parent
+# vgg19, alexnet and zfnet512 carry 60-140M-parameter dense layers: writing them out after
+# every pass takes minutes on two cores. Their passes are the ones exercised here; their
+# compiled outputs are checked against onnxruntime in test_models.py.
+HEAVY = {"vgg19", "bvlc_alexnet", "zfnet512"}
+CONV_NETS = [p for p in light_model_paths() if light_model_name(p) not in HEAVY]
+
+
+def _array(x) -> np.ndarray:
+    return numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else np.asarray(x)
+
+
+def _node_cases():
+    from onnx.backend.test.loader import load_node_model_tests
+
+    included = re.compile(r"^test_(" + "|".join(SUPPORTED) + r")(_.*)?$")
+    known = [re.compile(p) for patterns in KNOWN_FAILURES.values() for p in patterns]
+    return sorted((c for c in load_node_model_tests() if included.match(c.name)
+                   and not any(k.match(c.name + "_cpu") for k in known)), key=lambda c: c.name)
+
+
+def _assert_every_step_agrees(report) -> None:
+    unjudged = [(s.stage, s.note) for s in report.steps if s.error is None]
+    assert not unjudged, unjudged
+    assert report.first_bad is None, str(report)
+
+
+def test_every_pass_keeps_every_node_case():
+    cases = _node_cases()
+    assert len(cases) > 500
+    failures = []
+    for case in cases:
+        model = case.model
+        inits = {t.name for t in model.graph.initializer}
+        names = [i.name for i in model.graph.input if i.name not in inits]
+        inputs, outputs = case.data_sets[0]
+        report = bisect(model, feeds=dict(zip(names, map(_array, inputs))),
+                        expected=[_array(o) for o in outputs], compile=False)
+        bad = [s for s in report.steps if s.error is None or not s.error <= report.tolerance]
+        if bad:
+            failures.append(f"{case.name}: {bad[0].stage} {bad[0].error} {bad[0].note}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("path", CONV_NETS, ids=[light_model_name(p) for p in CONV_NETS])
+def test_every_pass_keeps_light_conv_nets(path):
+    model = randomize_light_model(path, seed=3)
+    if final_softmax(model) is not None:
+        model = logits_model(model)
+    _assert_every_step_agrees(bisect(model, feeds=random_feeds(model, 1), compile=False))
+
+
+@pytest.mark.parametrize("path", ["tests/data/torch_conv_bn.onnx", "tests/data/torch_bn_first.onnx",
+                                  "examples/tiny_cnn.onnx", "examples/mlp.onnx"])
+@pytest.mark.parametrize("opt_level", [1, 2])
+def test_every_pass_keeps_small_models(path, opt_level):
+    _assert_every_step_agrees(bisect(str(ROOT / path), opt_level=opt_level, seed=opt_level))
