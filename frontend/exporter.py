@@ -106,6 +106,9 @@ def _write_node(w: _Writer, node: Node) -> None:
             w.constant(np.array(a["pads"], dtype=np.int64), node.outputs[0].name + "_pads"),
             w.constant(np.array(a.get("value", 0), dtype=node.inputs[0].dtype.np),
                        node.outputs[0].name + "_value")], mode=a.get("mode", "constant")),
+        "Gelu": lambda: _gelu(w, node, ins),
+        "LayerNormalization": lambda: w.emit("LayerNormalization", node, ins,
+                                             axis=int(a["axis"]), epsilon=float(a["epsilon"])),
         "Trilu": lambda: w.emit("Trilu", node, ins + [w.constant(
             np.array(a.get("k", 0), dtype=np.int64), node.outputs[0].name + "_k")],
             upper=int(a.get("upper", 1))),
@@ -123,6 +126,24 @@ def _write_node(w: _Writer, node: Node) -> None:
             _write_node(w, member)
     else:
         raise OnnxcError(f"cannot write core op {node.op} (node {node.name!r}) back to ONNX")
+
+
+def _gelu(w: _Writer, node: Node, ins: list[str]) -> None:
+    """Gelu is opset 20: written as its definition for opset 17."""
+    x, out = ins[0], node.outputs[0]
+    dt = node.inputs[0].dtype.np
+    tmp = lambda s: w.fresh(f"{out.name}_{s}")  # noqa: E731
+    k = lambda v, s: w.constant(np.array(v, dtype=dt), f"{out.name}_{s}")  # noqa: E731
+    add = lambda op, a, s: w.nodes.append(helper.make_node(op, a, [s], name=s + "_node")) or s  # noqa: E731,E501
+    if node.attrs.get("approximate", "none") == "tanh":
+        cube = add("Mul", [add("Mul", [x, x], tmp("sq")), x], tmp("cube"))
+        poly = add("Add", [x, add("Mul", [cube, k(0.044715, "c")], tmp("cc"))], tmp("poly"))
+        inner = add("Tanh", [add("Mul", [poly, k(np.sqrt(2 / np.pi), "k")], tmp("arg"))],
+                    tmp("tanh"))
+    else:
+        inner = add("Erf", [add("Mul", [x, k(1 / np.sqrt(2), "k")], tmp("arg"))], tmp("erf"))
+    half = add("Mul", [x, k(0.5, "half")], tmp("half"))
+    w.emit("Mul", node, [half, add("Add", [inner, k(1.0, "one")], tmp("one_plus"))])
 
 
 def _avgpool(w: _Writer, node: Node, ins: list[str]) -> None:
@@ -160,6 +181,38 @@ def _reduce(w: _Writer, node: Node, ins: list[str]) -> None:
         w.emit("Identity", node, ins[:1])
     else:
         w.emit(node.op, node, ins[:1], **common, **({"axes": axes} if axes else {}))
+
+
+def _matmul_add_to_gemm(w: _Writer, graph: Graph) -> None:
+    """MatMul(x, W) + b with x and W 2-D and b a vector or row becomes one Gemm node."""
+    ranks = {w.names[id(v)]: v.type.rank for v in graph.values() if id(v) in w.names}
+    for body in (n.subgraphs["body"] for n in graph.nodes if "body" in n.subgraphs):
+        ranks.update({w.names[id(v)]: v.type.rank for m in body.nodes for v in m.outputs
+                      if id(v) in w.names})
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in w.nodes:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    inits = {t.name: t for t in w.initializers}
+    outputs = set(graph.output_names)
+    gone = set()
+    for k, mm in enumerate(w.nodes):
+        if mm.op_type != "MatMul" or ranks.get(mm.input[0]) != 2 or \
+                ranks.get(mm.input[1]) != 2 or mm.output[0] in outputs:
+            continue
+        uses = consumers.get(mm.output[0], [])
+        if len(uses) != 1 or uses[0].op_type != "Add":
+            continue
+        add = uses[0]
+        bias = add.input[1] if add.input[0] == mm.output[0] else add.input[0]
+        t = inits.get(bias)
+        if t is None or add.input[0] == add.input[1] or len(t.dims) > 2 or \
+                (len(t.dims) == 2 and t.dims[0] != 1):
+            continue
+        w.nodes[k] = helper.make_node("Gemm", [mm.input[0], mm.input[1], bias],
+                                      list(add.output), name=add.name)
+        gone.add(id(add))
+    w.nodes = [n for n in w.nodes if id(n) not in gone]
 
 
 def _axes_as_inputs(w: _Writer) -> None:
@@ -206,6 +259,7 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
         outputs.append(_value_info(out_name, v))
     if w.opset >= 18:  # opset 18 moved the other reductions' axes into an input too
         _axes_as_inputs(w)
+    _matmul_add_to_gemm(w, graph)
     read = {name for n in w.nodes for name in n.input}
     w.initializers = [t for t in w.initializers if t.name in read]
     g = helper.make_graph(w.nodes, graph.name, [_value_info(w.name(v), v) for v in graph.inputs],
@@ -214,3 +268,30 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
                               producer_name=producer)
     model.ir_version = min(model.ir_version, 8 if w.opset <= 17 else 9)
     return model
+
+
+# Protobuf cannot serialize a message of 2 GiB or more; leave room for the graph itself.
+PROTOBUF_LIMIT = (2 << 30) - (64 << 20)
+
+
+def needs_external_data(model: onnx.ModelProto) -> bool:
+    """Whether the weights are too big for one protobuf file."""
+    return sum(t.ByteSize() for t in model.graph.initializer) >= PROTOBUF_LIMIT
+
+
+def save_model(model: onnx.ModelProto, path: str, external_data: bool | None = None) -> None:
+    """Write ``model`` to ``path``; weights go to ``<file>.data`` beside it when asked or when
+    the model would pass protobuf's 2 GiB limit. The file written is checked in full."""
+    import os
+
+    if external_data is None:
+        external_data = needs_external_data(model)
+    if external_data:
+        location = os.path.basename(path) + ".data"
+        if os.path.exists(os.path.join(os.path.dirname(path) or ".", location)):
+            os.remove(os.path.join(os.path.dirname(path) or ".", location))  # onnx appends
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=location, size_threshold=1024)
+    else:
+        onnx.save_model(model, path)
+    onnx.checker.check_model(path, full_check=True)

@@ -94,21 +94,11 @@ def _celu(ctx: ImportContext, node):
 
 @onnx_op("Gelu")
 def _gelu(ctx: ImportContext, node):
-    """0.5 x (1 + erf(x / sqrt 2)), or with approximate="tanh"
-    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
-    x = ctx.input(0)
+    """One core op (see ir/ops/activations.py) so it fuses into the MatMul before it."""
     approximate = ctx.attr("approximate", "none")
-    if approximate == "none":
-        inner = ctx.add1("Erf", [ctx.add1("Mul", [x, _scalar(ctx, 1 / math.sqrt(2), x)])])
-    elif approximate == "tanh":
-        cube = ctx.add1("Mul", [ctx.add1("Mul", [x, x]), x])
-        poly = ctx.add1("Add", [x, ctx.add1("Mul", [cube, _scalar(ctx, 0.044715, x)])])
-        inner = ctx.add1("Tanh", [ctx.add1("Mul", [poly, _scalar(ctx, math.sqrt(2 / math.pi),
-                                                                   x)])])
-    else:
+    if approximate not in ("none", "tanh"):
         raise ctx.error(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    half_x = ctx.add1("Mul", [x, _scalar(ctx, 0.5, x)])
-    return [ctx.add1("Mul", [half_x, ctx.add1("Add", [inner, _scalar(ctx, 1.0, x)])])]
+    return ctx.add("Gelu", [ctx.input(0)], {"approximate": approximate})
 
 
 @onnx_op("LayerNormalization")
@@ -121,6 +111,10 @@ def _layer_norm(ctx: ImportContext, node):
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis < max(rank, 1):
         raise ctx.error(f"axis {ctx.attr('axis', -1)} is out of range for {x.type}")
+    if not any(node.output[1:]) and x.dtype in (DType.float16, DType.float32, DType.float64):
+        return ctx.add("LayerNormalization", [x, scale] + ([bias] if bias is not None else []),
+                       {"axis": axis, "epsilon": float(ctx.attr("epsilon", 1e-5))})
+    # Mean and inverse std asked for too (training graphs): the decomposition gives them.
     axes = {"axes": tuple(range(axis, rank)), "keepdims": 1}
     xs = x if x.dtype != DType.float16 else ctx.add1("Cast", [x], {"to": "float32"})
     eps = ctx.constant(np.array(ctx.attr("epsilon", 1e-5), dtype=xs.dtype.np))

@@ -147,7 +147,10 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "that any ONNX runtime can run.")
     p.add_argument("model", type=Path, metavar="MODEL")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx",
-                   help="where to write the optimized model")
+                   help="where to write the optimized model (input and output names are kept)")
+    p.add_argument("--external-data", action="store_true",
+                   help="write the weights to OUT.onnx.data beside it (automatic for models "
+                        "of 2 GiB or more)")
     p.set_defaults(func=_cmd_optimize)
 
     p = sub.add_parser("inspect", parents=[build], formatter_class=fmt, epilog=_EPILOG,
@@ -273,7 +276,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
                            input_shapes=_to_dict(args.input_shape, "--input-shape"),
                            disable_passes=args.disable_pass)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(args.output))
+    from onnxc.frontend.exporter import save_model
+
+    save_model(model, str(args.output), external_data=True if args.external_data else None)
     before = len(onnx.load(str(args.model), load_external_data=False).graph.node)
     print(f"{args.model} -> {args.output}: {before} nodes -> {len(model.graph.node)} nodes")
     return 0

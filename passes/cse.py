@@ -30,6 +30,14 @@ def _frozen(x: Any) -> Any:
     return x
 
 
+def _digest(a: np.ndarray) -> bytes:
+    """sha256 of the array's bytes, read in place (weights can be hundreds of MB)."""
+    if a.size == 0:
+        return b""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    return hashlib.sha256(memoryview(flat).cast("B")).digest()
+
+
 class CommonSubexpressionElimination(Pass):
     name = "cse"
     purpose = "compute equal constants and equal nodes only once"
@@ -56,7 +64,7 @@ class CommonSubexpressionElimination(Pass):
         first: dict[tuple, Value] = {}
         for value in list(graph.constants.values()):
             a = value.const
-            key = (a.dtype.str, a.shape, hashlib.sha256(a.tobytes()).digest())
+            key = (a.dtype.str, a.shape, _digest(a))
             keep = first.setdefault(key, value)
             if keep is not value and value.uses:
                 graph.replace_uses(value, keep)

@@ -3,7 +3,8 @@
 -O0  nothing but giving outputs their own buffers (the importer still folds constants: shapes
      must be static to compile)
 -O1  cleanups that never change the kernels' arithmetic much: identity elimination, constant
-     folding, simplification, CSE, BatchNorm folding, dead-code elimination
+     folding, simplification, CSE, BatchNorm folding, GELU and LayerNorm recognition,
+     dead-code elimination
 -O2  + fusion (epilogues and elementwise chains become one kernel); the default
 -O3  the same graph as -O2; the backends optimize harder (LLVM -O3)
 """
@@ -15,18 +16,21 @@ from .fold_batchnorm import FoldBatchNorm
 from .fold_constants import FoldConstants
 from .fusion import FuseElementwise
 from .manager import Pass
+from .patterns import RecognizeGelu, RecognizeLayerNorm
 from .simplify import Simplify
 
 ALL_PASSES: tuple[type[Pass], ...] = (
     EliminateIdentity, FoldConstants, Simplify, CommonSubexpressionElimination, FoldBatchNorm,
-    DeadCodeElimination, FuseElementwise, MaterializeOutputs)
+    RecognizeGelu, RecognizeLayerNorm, DeadCodeElimination, FuseElementwise,
+    MaterializeOutputs)
 
 
 def pipeline(opt_level: int) -> list[Pass]:
     passes: list[Pass] = []
     if opt_level >= 1:
         passes += [EliminateIdentity(), FoldConstants(), Simplify(),
-                   CommonSubexpressionElimination(), FoldBatchNorm(), DeadCodeElimination()]
+                   CommonSubexpressionElimination(), FoldBatchNorm(), RecognizeGelu(),
+                   RecognizeLayerNorm(), DeadCodeElimination()]
     if opt_level >= 2:
         passes += [FuseElementwise()]
     passes += [MaterializeOutputs()]

@@ -66,3 +66,32 @@ def test_cli_optimize(tmp_path):
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)
     assert _ort(model).run(None, {"x": np.ones((3, 64), np.float32)})[0].shape == (3, 10)
+
+
+def test_cli_optimize_external_data_and_names(tmp_path):
+    out = tmp_path / "opt.onnx"
+    result = subprocess.run([sys.executable, "-m", "onnxc", "-q", "optimize",
+                             str(EXAMPLES / "tiny_cnn.onnx"), "-o", str(out), "--external-data",
+                             "--input-shape", "image=2,3,32,32"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "opt.onnx.data").stat().st_size > 1000
+    assert out.stat().st_size < 10_000  # the weights live in the .data file
+    onnx.checker.check_model(str(out), full_check=True)
+    original, optimized = onnx.load(str(EXAMPLES / "tiny_cnn.onnx")), onnx.load(str(out))
+    assert [i.name for i in optimized.graph.input] == [i.name for i in original.graph.input]
+    assert [o.name for o in optimized.graph.output] == [o.name for o in original.graph.output]
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(_ort(optimized).run(None, {"image": x})[0],
+                               _ort(original).run(None, {"image": x})[0], rtol=1e-4, atol=1e-5)
+
+
+def test_models_past_the_protobuf_limit_are_saved_with_external_data(tmp_path, monkeypatch):
+    from onnxc.frontend import exporter
+
+    monkeypatch.setattr(exporter, "PROTOBUF_LIMIT", 10_000)  # the same path as at 2 GiB
+    model = onnxc.optimize(str(EXAMPLES / "tiny_cnn.onnx"), input_shapes={"image": (1, 3, 32,
+                                                                                   32)})
+    assert exporter.needs_external_data(model)
+    exporter.save_model(model, str(tmp_path / "big.onnx"))
+    assert (tmp_path / "big.onnx.data").exists()
+    onnx.checker.check_model(str(tmp_path / "big.onnx"), full_check=True)

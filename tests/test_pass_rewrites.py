@@ -134,7 +134,7 @@ def test_gemm_batchnorm_folds_into_one_matmul_and_bias():
                     helper.make_node("BatchNormalization", ["g", "s", "t", "mu", "var"], ["y"])],
                    [_f("x", [4, 8])], [_f("y", [4, 5])], [_const("w", w), _const("b", b)] + bn)
     optimized = _check_against_ort(model, {"x": rng.standard_normal((4, 8), np.float32)})
-    assert [n.op_type for n in optimized.graph.node] == ["MatMul", "Add"]
+    assert [n.op_type for n in optimized.graph.node] == ["Gemm"]  # MatMul+Add written back
 
 
 @pytest.mark.parametrize("name", ["torch_conv_bn.onnx", "torch_bn_first.onnx"])
@@ -206,3 +206,102 @@ def test_every_level_has_its_documented_pipeline():
     assert {"cse", "simplify", "fold-constants", "fold-batchnorm", "dce"} <= set(names[1])
     assert "fuse" not in names[1] and "fuse" in names[2]
     assert names[3] == names[2]
+
+
+def test_shape_computation_chains_fold_to_a_static_reshape():
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape (what torch exports for x.view(n, -1))
+    folds away at import: one Reshape view, no kernel at all for the shape arithmetic."""
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    model = _model([helper.make_node("Shape", ["x"], ["s"]),
+                    helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+                    helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+                    helper.make_node("Concat", ["n1", "minus_one"], ["shape"], axis=0),
+                    helper.make_node("Reshape", ["x", "shape"], ["r"]),
+                    helper.make_node("Relu", ["r"], ["y"])],
+                   [_f("x", [2, 3, 4])], [_f("y", [2, 12])],
+                   [i64("zero", 0), i64("axes", [0]), i64("minus_one", [-1])])
+    assert _ops_after(model, pipeline(2)) == ["Reshape", "Relu"]
+    optimized = _check_against_ort(model, {"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+                                           - 12})
+    assert [n.op_type for n in optimized.graph.node] == ["Reshape", "Relu"]
+
+
+@pytest.mark.parametrize("activation", ["Relu", "LeakyRelu", "Clip6", "Sigmoid", "Tanh",
+                                        "HardSigmoid", "GeluErf"])
+def test_matmul_bias_activation_is_one_kernel(activation):
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]),
+             helper.make_node("Add", ["m", "b"], ["a"])]
+    inits = [_const("w", rng.standard_normal((8, 6))), _const("b", rng.standard_normal(6))]
+    if activation == "Clip6":
+        nodes.append(helper.make_node("Clip", ["a", "lo", "hi"], ["y"]))
+        inits += [_const("lo", 0.0), _const("hi", 6.0)]
+    elif activation == "GeluErf":  # x * 0.5 * (1 + erf(x / sqrt(2))), as exporters write it
+        nodes += [helper.make_node("Div", ["a", "sqrt2"], ["d"]),
+                  helper.make_node("Erf", ["d"], ["e"]),
+                  helper.make_node("Add", ["e", "one"], ["p"]),
+                  helper.make_node("Mul", ["a", "p"], ["q"]),
+                  helper.make_node("Mul", ["q", "half"], ["y"])]
+        inits += [_const("sqrt2", np.sqrt(2.0)), _const("one", 1.0), _const("half", 0.5)]
+    else:
+        nodes.append(helper.make_node(activation, ["a"], ["y"]))
+    model = _model(nodes, [_f("x", [5, 8])], [_f("y", [5, 6])], inits)
+    _check_against_ort(model, {"x": rng.standard_normal((5, 8), np.float32)})
+    kernels = onnxc.compile(model).describe()["kernels"]
+    assert len(kernels) == 1 and kernels[0]["ops"][0] == "MatMul", kernels
+
+
+@pytest.mark.parametrize("form", ["half_x_first", "half_last", "half_with_p", "mul_inv_sqrt2",
+                                  "not_gelu"])
+def test_decomposed_gelu_is_recognized_in_every_association(form):
+    from onnxc.passes.patterns import RecognizeGelu
+
+    scaled = [helper.make_node("Div", ["x", "sqrt2"], ["d"])]
+    if form == "mul_inv_sqrt2":
+        scaled = [helper.make_node("Mul", ["inv_sqrt2", "x"], ["d"])]
+    head = scaled + [helper.make_node("Erf", ["d"], ["e"]),
+                     helper.make_node("Add", ["one", "e"], ["p"])]
+    half = "half" if form != "not_gelu" else "not_half"
+    tails = {"half_x_first": [helper.make_node("Mul", ["x", half], ["h"]),
+                              helper.make_node("Mul", ["h", "p"], ["y"])],
+             "half_last": [helper.make_node("Mul", ["p", "x"], ["q"]),
+                           helper.make_node("Mul", ["q", half], ["y"])],
+             "half_with_p": [helper.make_node("Mul", ["p", half], ["q"]),
+                             helper.make_node("Mul", ["x", "q"], ["y"])]}
+    tail = tails.get(form, tails["half_last"])
+    inits = [_const("sqrt2", np.sqrt(2.0)), _const("inv_sqrt2", 1 / np.sqrt(2.0)),
+             _const("one", 1.0), _const("half", 0.5), _const("not_half", 0.6)]
+    model = _model(head + tail, [_f("x", [4, 5])], [_f("y", [4, 5])], inits)
+    ops = _ops_after(model, [RecognizeGelu()])
+    assert ops == (["Gelu"] if form != "not_gelu" else [n.op_type for n in head + tail])
+    _check_against_ort(model, {"x": np.linspace(-4, 4, 20, dtype=np.float32).reshape(4, 5)})
+
+
+@pytest.mark.parametrize("square, affine", [("Pow", True), ("Mul", True), ("Pow", False)])
+def test_decomposed_layernorm_is_one_kernel(square, affine):
+    """torch's opset-13 export of nn.LayerNorm: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt,
+    Div, Mul, Add -> one LayerNormalization node, one kernel."""
+    from onnxc.passes.patterns import RecognizeLayerNorm
+
+    rng = np.random.default_rng(7)
+    sq = helper.make_node("Pow", ["d", "two"], ["sq"]) if square == "Pow" else \
+        helper.make_node("Mul", ["d", "d"], ["sq"])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["mu"], axes=[-1]),
+             helper.make_node("Sub", ["x", "mu"], ["d"]), sq,
+             helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"]),
+             helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Div", ["d", "sd"], ["n" if affine else "y"])]
+    if affine:
+        nodes += [helper.make_node("Mul", ["n", "gamma"], ["g"]),
+                  helper.make_node("Add", ["g", "beta"], ["y"])]
+    inits = [_const("two", 2.0), _const("eps", 1e-5), _const("gamma", rng.random(16) + 0.5),
+             _const("beta", rng.standard_normal(16))]
+    model = _model(nodes, [_f("x", [2, 3, 16])], [_f("y", [2, 3, 16])], inits)
+    model.opset_import[0].version = 13
+    assert _ops_after(model, [RecognizeLayerNorm()]) == ["LayerNormalization"]
+    _check_against_ort(model, {"x": rng.standard_normal((2, 3, 16), np.float32) * 3 + 1})
+    kernels = onnxc.compile(model).describe()["kernels"]
+    assert len(kernels) == 1
+    assert set(kernels[0]["ops"]) == {"ReduceMean", "Sub", square, "Add", "Sqrt", "Div"} | (
+        {"Mul"} if affine else set())

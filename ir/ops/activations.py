@@ -1,6 +1,6 @@
 """Activation functions and elementwise math: each is one scalar expression.
 
-Compositions of these (HardSwish, Mish, Gelu, Celu) are decomposed by the frontend. Branches
+Compositions of these (HardSwish, Mish, Celu) are decomposed by the frontend. Branches
 are written as ``select`` on a comparison that is false for NaN, so NaN inputs stay NaN, as in
 onnxruntime.
 """
@@ -84,6 +84,21 @@ _elementwise("ThresholdedRelu", lambda x, alpha=1.0: select(call("le", x, _k(alp
 _elementwise("Shrink", _shrink)
 _elementwise("Sign", _sign)
 _elementwise("Erf", lambda x: call("erf", x))
+
+
+def _gelu(x: Expr, approximate: str = "none") -> Expr:
+    """0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+
+    One op rather than its decomposition: x has one use, so Gelu fuses into the MatMul or
+    Conv before it (the decomposition reads x twice, which stops fusion)."""
+    if approximate == "tanh":
+        inner = call("tanh", (x + x * x * x * _k(0.044715, x)) * _k(math.sqrt(2 / math.pi), x))
+    else:
+        inner = call("erf", x * _k(1 / math.sqrt(2), x))
+    return _k(0.5, x) * x * (_one(x) + inner)
+
+
+_elementwise("Gelu", _gelu, doc="attr approximate: none | tanh")
 _elementwise("Floor", lambda x: call("floor", x))
 _elementwise("Ceil", lambda x: call("ceil", x))
 _elementwise("Round", lambda x: call("round", x), doc="halves round to even")
