@@ -10,7 +10,7 @@ import re
 from .errors import ModelError
 from .graph import Node, Value
 from .kernel import (Kernel, Load, Param, Reduce, Stage, TensorRef, has_reduce, index_loads,
-                     inline, loads, walk)
+                     inline, loads, same_position, walk)
 from .ops.registry import get_op
 
 
@@ -102,7 +102,8 @@ def _can_inline(producer: Stage, reader: Stage) -> bool:
     if has_reduce(producer.body):
         # Only fold a reduction into an epilogue that reads it once per output element.
         return (len(reads) == 1 and reader.shape == producer.shape and
-                all(ix is v for ix, v in zip(reads[0].index, reader.vars)))
+                all(same_position(ix, v, n) for ix, v, n in
+                    zip(reads[0].index, reader.vars, reader.shape)))
     return True
 
 

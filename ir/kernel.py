@@ -454,6 +454,13 @@ def flat_coef(load: Load, var: Var, shape: Sequence[int]) -> int | None:
     return total
 
 
+def same_position(index: Ix, var: Var, extent: int) -> bool:
+    """The index is the stage variable itself (or 0 along an axis of extent 1): a read of the
+    element being written."""
+    return index is var or (extent == 1 and not isinstance(index, Var) and
+                            index.kind == "const" and index.a == 0)
+
+
 def has_reduce(expr: Expr) -> bool:
     return any(isinstance(e, Reduce) for e in walk(expr))
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from onnxc.ir import Graph, Node, Value
 from onnxc.ir.compute import build_kernel
-from onnxc.ir.kernel import Kernel, Reduce, Var, index_loads, loads, walk
+from onnxc.ir.kernel import Kernel, Reduce, index_loads, loads, same_position, walk
 from onnxc.ir.ops.registry import get_op
 
 ALIGN = 64
@@ -153,12 +153,6 @@ def make_plan(graph: Graph) -> ExecutionPlan:
         notes={"in_place_kernels": len(storage)})
 
 
-def _same_position(index, var, extent: int) -> bool:
-    """The index is the stage variable itself (or 0 along an axis of extent 1)."""
-    return index is var or (extent == 1 and not isinstance(index, Var) and
-                            index.kind == "const" and index.a == 0)
-
-
 def _in_place_pair(kernel: Kernel) -> tuple[str, str] | None:
     """(input, output) parameters such that writing the output over the input is safe: one
     output, written by the last stage, which reads that input only at the element it writes
@@ -179,7 +173,7 @@ def _in_place_pair(kernel: Kernel) -> tuple[str, str] | None:
             continue
         mine = [ld for ld in all_loads if ld.tensor == p.name]
         if mine and all(ld.pad is None and len(ld.index) == len(last.vars) and
-                        all(_same_position(i, v, n) for i, v, n in
+                        all(same_position(i, v, n) for i, v, n in
                             zip(ld.index, last.vars, last.shape)) for ld in mine):
             return p.name, out.name
     return None
