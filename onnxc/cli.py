@@ -209,10 +209,11 @@ def _compile(args: argparse.Namespace, model: Path) -> Any:
                if n not in all_passes() and n != "all"]
     if unknown:
         raise _CliError(f"unknown pass(es) {unknown}; the passes are {sorted(all_passes())}")
-    from onnxc.cli_tools import progress
+    from onnxc.progress import spinner
 
-    quiet = args.quiet or args.verbose or args.print_after or args.time_passes
-    with progress(f"compiling {model.name}", enabled=not quiet):
+    # --print-after prints IR to stdout while compiling: a live display would cut through it.
+    quiet = args.quiet or args.print_after
+    with spinner(f"compiling {model.name}", enabled=not quiet):
         session = onnxc.compile(str(model), target=args.target, opt_level=args.opt_level,
                                 num_threads=args.num_threads,
                                 input_shapes=_to_dict(args.input_shape, "--input-shape"),
@@ -256,6 +257,19 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     kernels = session.describe().get("kernels", "?")
     count = len(kernels) if isinstance(kernels, (list, tuple, dict)) else kernels
     size = args.output.stat().st_size
+    if not session.executables:
+        symbolic = {i.name: i.shape for i in session.get_inputs()
+                    if not all(isinstance(d, int) for d in i.shape)}
+        example = " ".join(f"--input-shape {name}=" + ",".join(
+            str(d) if isinstance(d, int) else "1" for d in shape)
+            for name, shape in symbolic.items())
+        log.warning("%s has symbolic input dimensions %s, so no code was generated yet: the "
+                    "artifact compiles each new input shape on first run. To compile now, "
+                    "fix them, e.g. %s", args.model, symbolic or "(or shape-deciding inputs)",
+                    example or "--input-shape NAME=D0,D1,...")
+        print(f"{args.model} -> {args.output}: not compiled yet (symbolic shapes), "
+              f"{size / 1024:.1f} KiB")
+        return 0
     print(f"{args.model} -> {args.output}: {count} kernels, compiled in "
           f"{seconds:.2f} s, {size / 1024:.1f} KiB")
     return 0
