@@ -19,7 +19,8 @@ import inspect
 import io
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, Sequence
+import warnings
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from onnxc.ir.errors import ModelError, OnnxcError
 
@@ -103,7 +104,9 @@ def torch_to_onnx(module: Any, example_inputs: Any, *, input_names: Sequence[str
     module.eval()
     noise = io.StringIO()  # the exporters print progress lines; keep them for the debug log
     try:
-        with torch.no_grad(), contextlib.redirect_stdout(noise):
+        with torch.no_grad(), contextlib.redirect_stdout(noise), warnings.catch_warnings():
+            # nn.RNN's weights are re-assigned while tracing; torch warns, needlessly here.
+            warnings.filterwarnings("ignore", message=".*were assigned during export")
             if kind == "dynamo":
                 program = torch.onnx.export(module, args, dynamo=True, verbose=False, **options)
                 proto = program.model_proto
@@ -131,10 +134,8 @@ def torch_to_onnx(module: Any, example_inputs: Any, *, input_names: Sequence[str
 
 
 @contextlib.contextmanager
-def _quiet_deprecation():
+def _quiet_deprecation() -> Iterator[None]:
     """The TorchScript exporter warns that it is deprecated; we chose it knowingly."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         yield
