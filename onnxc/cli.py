@@ -218,6 +218,10 @@ def _compile(args: argparse.Namespace, model: Path) -> Any:
                                 num_threads=args.num_threads,
                                 input_shapes=_to_dict(args.input_shape, "--input-shape"),
                                 disable_passes=args.disable_pass, print_after=args.print_after)
+    if log.isEnabledFor(logging.DEBUG):
+        for k, kernel in enumerate(session.describe().get("kernels") or []):
+            log.debug("kernel %d %s on %s: %s", k, kernel.get("name"), kernel.get("device"),
+                      " + ".join(kernel.get("ops") or []))
     if args.time_passes:
         timings = session.describe()["timings"]
         for phase, value in timings.items():
@@ -388,7 +392,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="onnxc: %(levelname)s: %(message)s")
+    # basicConfig does nothing when the root logger already has handlers (an embedding
+    # program, pytest); setting onnxc's own logger keeps -v/-q meaning the same there.
+    onnxc_log = logging.getLogger("onnxc")
+    previous = onnxc_log.level
+    onnxc_log.setLevel(level)
+    try:
+        return _dispatch(parser, args)
+    finally:
+        onnxc_log.setLevel(previous)  # main() called in-process leaves logging as it was
 
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run the chosen command; errors become one ``onnxc: error:`` line and status 2."""
     from onnxc import OnnxcError
 
     try:
