@@ -18,6 +18,9 @@ torch = pytest.importorskip("torch", reason="the torch entry point needs torch "
                                             "(pip install 'onnxc[torch]')")
 from onnxc import frameworks  # noqa: E402
 
+# One worker takes them all under pytest -n: torch's exporter warms up once (~5 s).
+pytestmark = pytest.mark.xdist_group("torch")
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
