@@ -118,11 +118,16 @@ def torch_to_onnx(module: Any, example_inputs: Any, *, input_names: Sequence[str
     except OnnxcError:
         raise
     except Exception as exc:  # torch raises many kinds; say which exporter and what to try
-        other = "torchscript" if kind == "dynamo" else "dynamo"
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
+        if kind == "dynamo":
+            hint = ("try exporter='torchscript' (it traces only the path these example inputs "
+                    "take, so check data-dependent branches)")
+        else:
+            hint = "try exporter='dynamo' (needs onnxscript)"
         raise ModelError(f"torch.onnx.export ({kind} exporter) failed on "
-                         f"{type(module).__name__}: {type(exc).__name__}: {exc}; try "
-                         f"exporter={other!r}, or export the model yourself and pass the "
-                         f".onnx file") from exc
+                         f"{type(module).__name__}: {type(exc).__name__}: {first_line}; "
+                         f"{hint}, or export the model yourself and pass the .onnx file "
+                         f"(the full error is chained below)") from exc
     finally:
         module.train(was_training)
     if noise.getvalue():

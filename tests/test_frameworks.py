@@ -129,7 +129,23 @@ def test_failed_export_names_the_module_and_the_way_out() -> None:
         frameworks.torch_to_onnx(_Broken(), torch.zeros(2), exporter="torchscript")
     message = str(info.value)
     assert "_Broken" in message and "cannot be traced" in message
-    assert "exporter='dynamo'" in message
+    assert "exporter='dynamo'" in message and len(message.splitlines()) == 1
+
+
+class _Branchy(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # data-dependent control flow: torch.export refuses it
+            return x * 2
+        return x - 1
+
+
+def test_dynamo_failure_points_at_the_other_exporter_and_its_caveat() -> None:
+    pytest.importorskip("onnxscript", reason="torch's dynamo exporter needs onnxscript")
+    with pytest.raises(onnxc.ModelError) as info:
+        frameworks.torch_to_onnx(_Branchy(), torch.ones(3), exporter="dynamo")
+    message = str(info.value)
+    assert "_Branchy" in message and "exporter='torchscript'" in message
+    assert "data-dependent branches" in message and len(message.splitlines()) == 1
 
 
 def test_other_models_never_import_torch() -> None:
