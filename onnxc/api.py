@@ -7,6 +7,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from onnxc import frameworks
 from onnxc.frontend import ModelLike, load_model
 from onnxc.ir.errors import CompileError, ModelError, OnnxcError, UnsupportedOpError
 from onnxc.frontend.onnx_types import value_info_type
@@ -115,8 +116,6 @@ def optimize(model: ModelLike, opt_level: int = 2, *,
 
 def _from_framework(model: Any, example_inputs: Any) -> ModelLike:
     """A torch.nn.Module becomes an ONNX ModelProto; ONNX models pass through unchanged."""
-    from onnxc import frameworks
-
     if frameworks.is_torch_module(model):
         return frameworks.torch_to_onnx(model, example_inputs)
     if example_inputs is not None:
