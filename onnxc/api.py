@@ -91,24 +91,20 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
 
 def optimize(model: ModelLike, opt_level: int = 2, *,
              input_shapes: dict[str, Sequence[int]] | None = None,
-             disable_passes: Sequence[str] = (),
-             example_inputs: Any = None) -> "onnx.ModelProto":
+             disable_passes: Sequence[str] = ()) -> "onnx.ModelProto":
     """The model after onnxc's graph optimizations, as standard-opset ONNX.
 
     The result passes ``onnx.checker.check_model(full_check=True)`` and runs on onnxruntime.
-    Symbolic input dims must be fixed with ``input_shapes`` (shapes are specialized). Like
-    ``compile``, it takes a ``torch.nn.Module`` with ``example_inputs`` too.
+    Symbolic input dims must be fixed with ``input_shapes`` (shapes are specialized).
     """
     import onnx
 
     from onnxc.frontend.exporter import export_model
     from onnxc.runtime.build import optimize_graph
 
-    model = _from_framework(model, example_inputs)
+    proto, _ = load_model(model)
     options = CompileOptions(opt_level=opt_level, disabled_passes=tuple(disable_passes))
-    with _naming_the_file(model):
-        proto, _ = load_model(model)
-        graph = optimize_graph(proto, input_shapes, options)
+    graph = optimize_graph(proto, input_shapes, options)
     out = export_model(graph)
     onnx.checker.check_model(out, full_check=True)
     return out
