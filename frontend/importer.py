@@ -204,6 +204,10 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
         ctx.node = node
         try:
             outs = IMPORTERS[node.op_type](ctx, node)
+        except ModelError as exc:
+            if exc.node is None and exc.op is None:  # a shape rule's error: say which node
+                raise ModelError(str(exc), node=node_label(node), op=node.op_type) from exc
+            raise
         except OnnxcError:
             raise
         except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError,
@@ -231,6 +235,14 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
     graph.set_outputs(outputs, [vi.name for vi in g.output])
     graph.prune()
     return graph
+
+
+def check_ops(model: onnx.ModelProto) -> None:
+    """Raise UnsupportedOpError listing every node whose op onnxc cannot import, without
+    importing anything (for models whose import waits for their input shapes)."""
+    from . import onnx_math, onnx_ops, onnx_rnn, onnx_shape_ops  # noqa: F401  (registration)
+
+    _check_supported(model.graph)
 
 
 def _check_supported(g: onnx.GraphProto) -> None:

@@ -1,13 +1,15 @@
 """The public Python API: compile, load."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from onnxc import frameworks
 from onnxc.frontend import ModelLike, load_model
-from onnxc.ir.errors import OnnxcError
+from onnxc.ir.errors import CompileError, ModelError, OnnxcError, UnsupportedOpError
 from onnxc.frontend.onnx_types import value_info_type
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.plan import TensorSpec
@@ -24,19 +26,32 @@ TARGETS = ("cpu", "cuda", "cuda-sim")
 def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             num_threads: int | None = None,
             input_shapes: dict[str, Sequence[int]] | None = None,
-            disable_passes: Sequence[str] = (), print_after: Sequence[str] = ()) -> Session:
-    """Compile an ONNX model (path, bytes or ModelProto) into a Session.
+            disable_passes: Sequence[str] = (), print_after: Sequence[str] = (),
+            example_inputs: Any = None) -> Session:
+    """Compile a model into a Session.
 
-    Static models are compiled now; a model with symbolic dims is compiled per input-shape set
-    on first use, unless ``input_shapes`` fixes them here.
+    ``model`` is an ONNX model (path, bytes or ModelProto), or a ``torch.nn.Module`` together
+    with ``example_inputs`` (a tensor or tuple of tensors; exported through torch.onnx.export,
+    see ``onnxc.frameworks``). Static models are compiled now; a model with symbolic dims is
+    compiled per input-shape set on first use, unless ``input_shapes`` fixes them here.
     """
-    from onnxc.ir.errors import InputValueNeeded, OnnxcError
-
     if target not in TARGETS:
         raise OnnxcError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
     if opt_level not in (0, 1, 2, 3):
         raise OnnxcError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
     start = time.perf_counter()
+    model = _from_framework(model, example_inputs)
+    with _naming_the_file(model):
+        return _compile(model, target, opt_level, num_threads, input_shapes, disable_passes,
+                        print_after, start)
+
+
+def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | None,
+             input_shapes: dict[str, Sequence[int]] | None, disable_passes: Sequence[str],
+             print_after: Sequence[str], start: float) -> Session:
+    from onnxc.frontend.importer import check_ops
+    from onnxc.ir.errors import InputValueNeeded
+
     proto, _ = load_model(model)
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
@@ -62,6 +77,7 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             value_inputs.append(need.input_name)
             static = False
     if not static:
+        check_ops(proto)  # unsupported ops are reported now, not on first run
         outputs = [_declared_output(vi) for vi in proto.graph.output]
     session = Session(declared, outputs, options, model=proto, executables=executables,
                       num_threads=num_threads, graph=graph, value_inputs=value_inputs)
@@ -95,6 +111,30 @@ def optimize(model: ModelLike, opt_level: int = 2, *,
     if not needs_external_data(out):
         onnx.checker.check_model(out, full_check=True)
     return out
+
+
+def _from_framework(model: Any, example_inputs: Any) -> ModelLike:
+    """A torch.nn.Module becomes an ONNX ModelProto; ONNX models pass through unchanged."""
+    if frameworks.is_torch_module(model):
+        return frameworks.torch_to_onnx(model, example_inputs)
+    if example_inputs is not None:
+        raise OnnxcError("example_inputs is for torch.nn.Module models; an ONNX model declares "
+                         "its inputs (fix symbolic dims with input_shapes)")
+    return model
+
+
+@contextlib.contextmanager
+def _naming_the_file(model: Any) -> Iterator[None]:
+    """Errors about a model read from a file start with that file's name, so a message in a
+    log or a batch job says which model it was about."""
+    try:
+        yield
+    except (ModelError, UnsupportedOpError, CompileError) as exc:
+        if isinstance(model, (str, os.PathLike)) and exc.args and isinstance(exc.args[0], str):
+            name = os.fspath(model)
+            if not exc.args[0].startswith(name):
+                exc.args = (f"{name}: {exc.args[0]}",) + exc.args[1:]
+        raise
 
 
 def _declared_output(vi) -> TensorSpec:

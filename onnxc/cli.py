@@ -214,14 +214,19 @@ def _compile(args: argparse.Namespace, model: Path) -> Any:
                if n not in all_passes() and n != "all"]
     if unknown:
         raise _CliError(f"unknown pass(es) {unknown}; the passes are {sorted(all_passes())}")
-    from onnxc.cli_tools import progress
+    from onnxc.progress import spinner
 
-    quiet = args.quiet or args.verbose or args.print_after or args.time_passes
-    with progress(f"compiling {model.name}", enabled=not quiet):
+    # --print-after prints IR to stdout while compiling: a live display would cut through it.
+    quiet = args.quiet or args.print_after
+    with spinner(f"compiling {model.name}", enabled=not quiet):
         session = onnxc.compile(str(model), target=args.target, opt_level=args.opt_level,
                                 num_threads=args.num_threads,
                                 input_shapes=_to_dict(args.input_shape, "--input-shape"),
                                 disable_passes=args.disable_pass, print_after=args.print_after)
+    if log.isEnabledFor(logging.DEBUG):
+        for k, kernel in enumerate(session.describe().get("kernels") or []):
+            log.debug("kernel %d %s on %s: %s", k, kernel.get("name"), kernel.get("device"),
+                      " + ".join(kernel.get("ops") or []))
     if args.time_passes:
         timings = session.describe()["timings"]
         for phase, value in timings.items():
@@ -261,6 +266,19 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     kernels = session.describe().get("kernels", "?")
     count = len(kernels) if isinstance(kernels, (list, tuple, dict)) else kernels
     size = args.output.stat().st_size
+    if not session.executables:
+        symbolic = {i.name: i.shape for i in session.get_inputs()
+                    if not all(isinstance(d, int) for d in i.shape)}
+        example = " ".join(f"--input-shape {name}=" + ",".join(
+            str(d) if isinstance(d, int) else "1" for d in shape)
+            for name, shape in symbolic.items())
+        log.warning("%s has symbolic input dimensions %s, so no code was generated yet: the "
+                    "artifact compiles each new input shape on first run. To compile now, "
+                    "fix them, e.g. %s", args.model, symbolic or "(or shape-deciding inputs)",
+                    example or "--input-shape NAME=D0,D1,...")
+        print(f"{args.model} -> {args.output}: not compiled yet (symbolic shapes), "
+              f"{size / 1024:.1f} KiB")
+        return 0
     print(f"{args.model} -> {args.output}: {count} kernels, compiled in "
           f"{seconds:.2f} s, {size / 1024:.1f} KiB")
     return 0
@@ -381,7 +399,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="onnxc: %(levelname)s: %(message)s")
+    # basicConfig does nothing when the root logger already has handlers (an embedding
+    # program, pytest); setting onnxc's own logger keeps -v/-q meaning the same there.
+    onnxc_log = logging.getLogger("onnxc")
+    previous = onnxc_log.level
+    onnxc_log.setLevel(level)
+    try:
+        return _dispatch(parser, args)
+    finally:
+        onnxc_log.setLevel(previous)  # main() called in-process leaves logging as it was
 
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run the chosen command; errors become one ``onnxc: error:`` line and status 2."""
     from onnxc import OnnxcError
 
     try:

@@ -90,11 +90,14 @@ def _ort_session(path: Path, threads: int) -> Any:
 
 
 def _time(engines: list[tuple[str, Callable[[], Any]]], runs: int, warmup: int,
-          ) -> dict[str, list[float]]:
-    """Seconds per run of each engine; several engines alternate in blocks of BLOCK runs."""
+          advance: Callable[[int], None] = lambda n=1: None) -> dict[str, list[float]]:
+    """Seconds per run of each engine; several engines alternate in blocks of BLOCK runs.
+
+    ``advance`` is called after each warm-up and timed run (for a progress bar)."""
     for _, run in engines:
         for _ in range(warmup):
             run()
+            advance(1)
     times: dict[str, list[float]] = {name: [] for name, _ in engines}
     block = runs if len(engines) == 1 else BLOCK
     while any(len(t) < runs for t in times.values()):
@@ -105,6 +108,7 @@ def _time(engines: list[tuple[str, Callable[[], Any]]], runs: int, warmup: int,
                 start = time.perf_counter()
                 run()
                 times[name].append(time.perf_counter() - start)
+                advance(1)
     return times
 
 
@@ -168,7 +172,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     described = ", ".join(f"{n} {list(v.shape)} {v.dtype}" for n, v in feeds.items())
     print(f"{args.path.name}: {described}; {session.num_threads} threads, {args.runs} runs "
           f"after {args.warmup} warm-up")
-    times = _time(engines, args.runs, args.warmup)
+    from onnxc.progress import bar
+
+    with bar("timing " + " and ".join(name for name, _ in engines),
+             total=len(engines) * (args.runs + args.warmup), enabled=not args.quiet) as advance:
+        times = _time(engines, args.runs, args.warmup, advance)
     rows = [(name, setups[name], _stats(times[name], batch)) for name, _ in engines]
     print(_table(rows))
     if args.compare:

@@ -1,4 +1,4 @@
-"""The ``onnxc inspect`` command, ``run --profile`` and the compile spinner.
+"""The ``onnxc inspect`` command and ``run --profile``.
 
 Kept apart from ``onnxc.cli`` so the argument parsing stays short; everything here works on
 the same Session objects the Python API returns.
@@ -6,78 +6,16 @@ the same Session objects the Python API returns.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import json
 import logging
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger("onnxc.cli")
 
 _SUFFIX_FORMATS = {".json": "json", ".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png",
                    ".txt": "text"}
-
-
-@contextlib.contextmanager
-def progress(message: str, enabled: bool = True, stream: Any = None) -> Iterator[None]:
-    """A spinner with elapsed seconds on a terminal's stderr while a long step runs.
-
-    Silent when stderr is not a terminal (logs, CI, pipes), so output stays byte-for-byte
-    the same there; the line is erased when the step ends, and before each log line.
-    """
-    stream = stream or sys.stderr
-    if not enabled or not getattr(stream, "isatty", lambda: False)():
-        yield
-        return
-    done = threading.Event()
-    start = time.perf_counter()
-    handlers = [h for h in logging.getLogger().handlers
-                if isinstance(h, logging.StreamHandler) and h.stream is stream]
-    formatters = [h.formatter or logging.Formatter() for h in handlers]
-    for handler, formatter in zip(handlers, formatters):
-        handler.setFormatter(_ClearLine(formatter))
-
-    def draw(text: str) -> None:
-        for handler in handlers:  # a log line is never written half-way through ours
-            handler.acquire()
-        try:
-            stream.write(text)
-            stream.flush()
-        finally:
-            for handler in handlers:
-                handler.release()
-
-    def spin() -> None:
-        for frame in itertools.cycle("|/-\\"):
-            if done.wait(0.1 if time.perf_counter() - start > 0.5 else 0.5):
-                break
-            draw(f"\r{frame} {message} {time.perf_counter() - start:5.1f} s")
-        draw("\r\033[K")
-
-    thread = threading.Thread(target=spin, name="onnxc-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        for handler, formatter in zip(handlers, formatters):
-            handler.setFormatter(formatter)
-
-
-class _ClearLine(logging.Formatter):
-    """Wraps a formatter so each log line first erases the spinner's line."""
-
-    def __init__(self, inner: logging.Formatter):
-        super().__init__()
-        self.inner = inner
-
-    def format(self, record: logging.LogRecord) -> str:
-        return "\r\033[K" + self.inner.format(record)
 
 
 # -- run --profile -------------------------------------------------------------------------

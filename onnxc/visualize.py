@@ -1,8 +1,8 @@
 """Graphviz pictures of a model as onnxc sees it: compiled kernels, or IR nodes before passes.
 
-Each box is a kernel (labelled with the ONNX ops it fuses and its output shape, coloured by
-device) or an IR node; edges are the tensors between them. Weights are left out: a ResNet has
-more weight tensors than kernels and they would bury the data flow.
+Each box is a kernel (labelled with the ONNX ops it fuses, its output shape and its device,
+and coloured by device) or an IR node; edges are the tensors between them. Weights are left
+out: a ResNet has more weight tensors than kernels and they would bury the data flow.
 
 The ``graphviz`` Python package builds the DOT text; rendering SVG or PNG also needs Graphviz's
 ``dot`` program. Both are optional (``pip install 'onnxc[viz]'``), so they load on first use.
@@ -119,7 +119,8 @@ def kernel_graph(exe: Any, title: str = "") -> Any:
         params = list(kernel.params or [])
         slots = list(kernel.slots or [])
         outs = [_shape(shape, dtype) for role, _, shape, dtype in params if role == "out"]
-        dot.node(node, _label(list(kernel.ops), outs, f"#{k} {_nodes_note(list(kernel.nodes))}"),
+        note = f"#{k} {_nodes_note(list(kernel.nodes))} \u00b7 {kernel.device}"
+        dot.node(node, _label(list(kernel.ops), outs, note),
                  fillcolor=fill, tooltip=f"{kernel.name}: {', '.join(kernel.ops)}")
         if not have_tensors:
             if k:

@@ -60,7 +60,7 @@ def chrome_trace(exe: Any, runs: Sequence[Sequence[tuple[str, float]]], *,
         for kernel, (name, seconds) in zip(kernels, timings):
             dur = seconds * 1e6
             args: dict[str, Any] = {"ops": list(kernel.ops), "nodes": list(kernel.nodes),
-                                    "run": run}
+                                    "device": kernel.device, "run": run}
             moved = kernel_bytes(kernel)
             if moved is not None:
                 args.update(bytes_read=moved[0], bytes_written=moved[1],

@@ -226,13 +226,75 @@ class _Terminal(io.StringIO):
 def test_progress_spins_on_a_terminal_only() -> None:
     import time
 
-    from onnxc.cli_tools import progress
+    pytest.importorskip("rich", reason="the progress display needs rich (pip install "
+                                       "'onnxc[cli]')")
+    from onnxc.progress import spinner
 
     terminal, pipe = _Terminal(), io.StringIO()
-    with progress("compiling m.onnx", stream=terminal):
-        time.sleep(0.7)
-    with progress("compiling m.onnx", stream=pipe):
-        time.sleep(0.2)
+    with spinner("compiling m.onnx", stream=terminal):
+        time.sleep(0.3)
+    with spinner("compiling m.onnx", stream=pipe):
+        time.sleep(0.1)
     assert "compiling m.onnx" in terminal.getvalue()
-    assert terminal.getvalue().endswith("\r\033[K")  # the line is erased at the end
     assert pipe.getvalue() == ""
+
+
+def test_progress_bar_counts_and_logs_go_above_it() -> None:
+    import logging
+
+    pytest.importorskip("rich", reason="the progress display needs rich (pip install "
+                                       "'onnxc[cli]')")
+    from onnxc.progress import bar
+
+    terminal = _Terminal()
+    handler = logging.StreamHandler(terminal)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with bar("timing onnxc", total=4, stream=terminal) as advance:
+            for _ in range(4):
+                advance(1)
+            logging.getLogger("onnxc.test").warning("a log line during the bar")
+        assert handler.stream is terminal  # given back afterwards
+    finally:
+        root.removeHandler(handler)
+    text = terminal.getvalue()
+    assert "timing onnxc" in text and "4/4" in text
+    assert "a log line during the bar" in text
+    with bar("timing onnxc", total=4, stream=io.StringIO(), enabled=True) as advance:
+        advance(1)  # no terminal: a no-op
+
+
+def test_bench_shows_no_progress_when_not_on_a_terminal(
+        model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", str(model), "--runs", "2", "--warmup", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "\r" not in captured.err and "\033[" not in captured.err
+
+
+@pytest.mark.parametrize("flag", ["-v", "--verbose", "-q", "--quiet"])
+def test_every_subcommand_takes_verbose_and_quiet(flag: str) -> None:
+    import argparse
+
+    from onnxc.cli import _build_parser
+
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"compile", "run", "optimize", "inspect", "bench"} <= set(commands.choices)
+    for name, sub in commands.choices.items():
+        assert flag in sub._option_string_actions, f"onnxc {name} lacks {flag}"
+
+
+def test_verbose_logs_each_kernel_and_quiet_logs_nothing(
+        tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    art = str(tmp_path / "m.onnxc")
+    with caplog.at_level(logging.DEBUG, logger="onnxc"):
+        assert main(["compile", str(model), "-o", art, "-v"]) == 0
+        debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+        assert any(m.startswith("kernel 0 ") and "MatMul" in m for m in debug)
+        caplog.clear()
+        assert main(["compile", "-q", str(model), "-o", art]) == 0
+        assert [r for r in caplog.records if r.levelno < logging.WARNING] == []
