@@ -44,11 +44,16 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
                      options: CompileOptions, input_values: dict | None = None
                      ) -> tuple[Executable, Graph]:
     graph = optimize_graph(proto, input_shapes, options, input_values)
+    return compile_graph(graph, options), graph
+
+
+def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
+    """Machine code for an optimized graph (a whole model, or one partition of a placed one)."""
     start = time.perf_counter()
     plan = make_plan(graph)
     options.timings["plan"] = time.perf_counter() - start
     if options.target in ("cuda", "cuda-sim"):
-        return _build_cuda(plan, options), graph
+        return _build_cuda(plan, options)
     from onnxc.backends.cpu import compile_plan
 
     start = time.perf_counter()
@@ -63,7 +68,7 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
     exe = Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
                      code.llvm_ir)
-    return exe, graph
+    return exe
 
 
 def _build_cuda(plan, options: CompileOptions) -> Executable:
