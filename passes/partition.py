@@ -39,7 +39,7 @@ class PartitionGraph(Pass):
         transfers: dict[tuple[int, str], Value] = {}
         new_nodes: list[Node] = []
         for r, members in enumerate(runs):
-            device = members[0].attrs["device"]
+            device = runs[r][0].attrs["device"]
             ids = {id(n) for n in members}
             inputs: list[Value] = []
             consts: dict[str, Value] = {}
@@ -84,6 +84,9 @@ class PartitionGraph(Pass):
             for v in outputs:
                 v.producer = part
             new_nodes.append(part)
+        for members in runs:  # the device is the partition's now; kernels take attrs as
+            for node in members:  # op arguments, so none may be left over
+                del node.attrs["device"]
         graph.nodes = new_nodes
         graph.constants = {}
         return graph

@@ -162,7 +162,7 @@ class PartitionedSession(Session):
                 from onnxc.runtime.ray_executor import RayExecutor
 
                 self._executor = RayExecutor(self.stages, self.num_threads,
-                                             **self._executor_options)
+                                             self._graph_outputs, **self._executor_options)
             else:
                 self._executor = LocalExecutor(self.stages, self.num_threads)
         return self._executor
