@@ -27,7 +27,7 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             disable_passes: Sequence[str] = (), print_after: Sequence[str] = (),
             devices: Sequence | None = None, placement: dict[str, str] | None = None,
             executor: str = "local", micro_batches: int = 1, parallel: str = "model",
-            executor_options: dict | None = None) -> Session:
+            executor_options: dict | None = None, objective: str | None = None) -> Session:
     """Compile an ONNX model (path, bytes or ModelProto) into a Session.
 
     Static models are compiled now; a model with symbolic dims is compiled per input-shape set
@@ -35,8 +35,9 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
 
     ``devices`` (e.g. ``["cpu:0", onnxc.Device("cuda:0")]``) places the model over several
     devices (docs/placement.md): ``placement`` pins nodes, ``executor`` is "local" or "ray",
-    ``micro_batches`` pipelines a batch through the partitions, ``parallel="data"`` runs one
-    replica per device instead. ``target`` is then each device's own.
+    ``micro_batches`` pipelines a batch through the partitions, ``objective`` is "time" (one
+    run) or "throughput" (pipelines), ``parallel="data"`` runs one replica per device
+    instead. ``target`` is then each device's own.
     """
     from onnxc.ir.errors import InputValueNeeded, OnnxcError
 
@@ -52,7 +53,7 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
                               placement=placement, executor=executor,
                               micro_batches=micro_batches, parallel=parallel,
                               num_threads=num_threads, input_shapes=input_shapes,
-                              executor_options=executor_options)
+                              executor_options=executor_options, objective=objective)
 
     if target not in TARGETS:
         raise OnnxcError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")

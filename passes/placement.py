@@ -115,9 +115,23 @@ def resolve_pins(graph: Graph, devices: list[Device], pins: Mapping[str, object]
     return out
 
 
+OBJECTIVES = ("time", "throughput")
+
+
+def _rank(cost: tuple[float, float], throughput: bool) -> tuple[float, float]:
+    return cost if throughput else (cost[1], cost[0])
+
+
 def place(graph: Graph, devices: list[Device], pins: Mapping[str, object] | None = None,
-          supports: SupportFn | None = None) -> Placement:
-    """Assign every node of ``graph`` to one of ``devices`` (their figures resolved)."""
+          supports: SupportFn | None = None, objective: str = "time") -> Placement:
+    """Assign every node of ``graph`` to one of ``devices`` (their figures resolved).
+
+    objective "time": the least estimated time of one run (compute plus transfers);
+    "throughput": the fastest slowest partition, for pipelining micro-batches through them.
+    """
+    if objective not in OBJECTIVES:
+        raise CompileError(f"unknown placement objective {objective!r}; use one of "
+                           f"{', '.join(OBJECTIVES)}")
     if not devices:
         raise CompileError("placement needs at least one device")
     if len({d.name for d in devices}) != len(devices):
@@ -175,21 +189,25 @@ def place(graph: Graph, devices: list[Device], pins: Mapping[str, object] | None
         for b in range(nd):
             segs[(i, b)] = rows[b]
 
-    # best[(j, last device, mask)] = (cost, previous state, segment)
-    best: dict[tuple, tuple] = {(0, -1, 0): (0.0, None, None)}
+    # best[(j, last device, mask)] = ((slowest stage, total), previous state, segment). The
+    # "time" objective compares totals; "throughput" the slowest stage (with its incoming
+    # transfers) first, which is what bounds a pipeline.
+    throughput = objective == "throughput"
+    best: dict[tuple, tuple] = {(0, -1, 0): ((0.0, 0.0), None, None)}
     for i in range(n):
         states = [(k, v) for k, v in best.items() if k[0] == i]
-        for (pos, a, mask), (cost, _, _) in states:
+        for (pos, a, mask), ((slowest, total_s), _, _) in states:
             for b, dev in enumerate(devices):
                 if b == a or (mask & bit[b]):
                     continue
                 move = crossing[i] * (transfer_s_per_byte(devices[a], dev) if a >= 0 else 0.0)
                 for j, t, w, act in segs[(i, b)]:
                     key = (j, b, mask | bit[b])
-                    total_cost = cost + move + t
-                    if key not in best or total_cost < best[key][0] - 1e-15:
-                        best[key] = (total_cost, (pos, a, mask), (i, j, b, t, w, act))
-    finals = [(v[0], k) for k, v in best.items() if k[0] == n and n > 0]
+                    cost = (max(slowest, move + t), total_s + move + t)
+                    rank = cost if throughput else (cost[1], cost[0])
+                    if key not in best or rank < _rank(best[key][0], throughput):
+                        best[key] = (cost, (pos, a, mask), (i, j, b, t, w, act))
+    finals = [(_rank(v[0], throughput), k) for k, v in best.items() if k[0] == n and n > 0]
     if not finals:
         raise CompileError(_infeasible_message(costs, devices, blocked))
     _, key = min(finals, key=lambda x: x[0])
@@ -199,7 +217,7 @@ def place(graph: Graph, devices: list[Device], pins: Mapping[str, object] | None
         chosen.append(Segment(i, j, devices[b], t - PARTITION_OVERHEAD_S, w, act))
         key = prev
     chosen.reverse()
-    return _report(graph, costs, devices, chosen, blocked, pinned)
+    return _report(graph, costs, devices, chosen, blocked, pinned, objective)
 
 
 def _infeasible_message(costs: GraphCosts, devices: list[Device], blocked) -> str:
@@ -218,7 +236,7 @@ def _infeasible_message(costs: GraphCosts, devices: list[Device], blocked) -> st
 
 
 def _report(graph: Graph, costs: GraphCosts, devices: list[Device], segments: list[Segment],
-            blocked, pinned) -> Placement:
+            blocked, pinned, objective: str) -> Placement:
     nodes = costs.nodes
     assignment, reasons = {}, {}
     device_of: dict[int, Device] = {}
@@ -243,7 +261,9 @@ def _report(graph: Graph, costs: GraphCosts, devices: list[Device], segments: li
                            f"{dev.name}'s {_mb(dev.memory_bytes)}")
                 else:
                     end = (f"of the plans that fit, cutting before {nxt.name!r} (and moving on "
-                           f"to {segments[s + 1].device.name}) gives the least estimated time")
+                           f"to {segments[s + 1].device.name}) gives the least estimated "
+                           + ("time of its slowest partition" if objective == "throughput"
+                              else "time"))
         seg.why = (f"partition {s} on {dev.name}: {fit}; estimated compute "
                    f"{seg.compute_s * 1e3:.3f} ms; it ends here because {end}")
         for k in range(seg.start, seg.stop):
@@ -277,12 +297,13 @@ class PlaceNodes(Pass):
     purpose = "choose a device per node: pins, backend support, memory, estimated time"
 
     def __init__(self, devices: list[Device], pins: Mapping[str, object] | None = None,
-                 supports: SupportFn | None = None):
+                 supports: SupportFn | None = None, objective: str = "time"):
         self.devices, self.pins, self.supports = devices, pins, supports
+        self.objective = objective
         self.placement: Placement | None = None
 
     def run(self, graph: Graph) -> Graph:
-        self.placement = place(graph, self.devices, self.pins, self.supports)
+        self.placement = place(graph, self.devices, self.pins, self.supports, self.objective)
         for node in graph.nodes:
             node.attrs["device"] = self.placement.assignment[node.name]
         return graph

@@ -45,8 +45,11 @@ def compile_placed(proto: onnx.ModelProto, devices: Sequence["Device | str"], *,
                    executor: str = "local", micro_batches: int = 1, parallel: str = "model",
                    num_threads: int | None = None,
                    input_shapes: Mapping[str, Sequence[int]] | None = None,
-                   executor_options: Mapping[str, Any] | None = None):
-    """A Session running ``proto`` over ``devices`` (see ``onnxc.compile``)."""
+                   executor_options: Mapping[str, Any] | None = None,
+                   objective: str | None = None):
+    """A Session running ``proto`` over ``devices`` (see ``onnxc.compile``). The placement
+    minimizes the time of one run, or with ``objective="throughput"`` (the default when
+    ``micro_batches > 1``) the time of the slowest partition, which bounds a pipeline."""
     if executor not in EXECUTORS:
         raise OnnxcError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     if parallel not in ("model", "data"):
@@ -78,7 +81,8 @@ def compile_placed(proto: onnx.ModelProto, devices: Sequence["Device | str"], *,
                                f"equally; the input shapes are {shapes}")
         shapes = {n: (s[0] // micro_batches,) + tuple(s[1:]) for n, s in shapes.items()}
     start = time.perf_counter()
-    graph, placed = _place(proto, shapes, resolved, placement, options)
+    objective = objective or ("throughput" if micro_batches > 1 else "time")
+    graph, placed = _place(proto, shapes, resolved, placement, options, objective)
     stages = _stages(graph, partitions(graph), placed, options)
     options.timings["total"] = time.perf_counter() - start
     outputs = [TensorSpec(n, tuple(v.shape), v.dtype.value)
@@ -94,7 +98,8 @@ def compile_placed(proto: onnx.ModelProto, devices: Sequence["Device | str"], *,
                               executor_options=executor_options)
 
 
-def _place(proto, shapes, devices: list[Device], pins, options: CompileOptions):
+def _place(proto, shapes, devices: list[Device], pins, options: CompileOptions,
+           objective: str):
     """Optimize, place and partition; then check each partition's real memory plan (weights,
     arena, inputs, outputs) against its device, and place again with less room on a device
     whose partition overflowed (the placer's liveness estimate cannot see arena
@@ -113,7 +118,7 @@ def _place(proto, shapes, devices: list[Device], pins, options: CompileOptions):
                                f"needs them at compile time (fold it into the model as a "
                                f"constant)") from None
         trial = [replace(d, memory_bytes=budgets[d.name]) for d in devices]
-        placer = PlaceNodes(trial, pins, backend_support)
+        placer = PlaceNodes(trial, pins, backend_support, objective)
         pm = PassManager([placer, PartitionGraph()], print_after=set(options.print_after))
         graph = pm.run(graph)
         verify(graph)

@@ -141,6 +141,21 @@ def test_cost_moves_work_to_the_faster_device():
     assert "least estimated time" in sess.explain("matmul0")
 
 
+def test_throughput_objective_balances_the_stages():
+    model = mlp(64, SIZES, SEED)
+    fast = onnxc.compile(model, devices=cpus(3), objective="time")
+    piped = onnxc.compile(model, devices=cpus(3), objective="throughput")
+    slowest = lambda s: max(p["estimated_compute_s"]  # noqa: E731
+                            for p in s.describe()["partitions"])
+    assert len(fast.stages) == 1 and len(piped.stages) >= 2
+    assert slowest(piped) < slowest(fast)
+    assert "slowest partition" in piped.explain("matmul0")
+    x = x_of(64, seed=9)
+    assert_close(piped.run(None, {"x": x})[0], mlp_reference(x, SIZES, SEED))
+    with pytest.raises(CompileError, match="objective"):
+        onnxc.compile(model, devices=cpus(2), objective="fastest")
+
+
 def test_infeasible_memory_is_a_clear_error():
     with pytest.raises(CompileError, match=r"alone needs .* MB"):
         onnxc.compile(mlp(4, SIZES, SEED), devices=cpus(3, memory=10_000))

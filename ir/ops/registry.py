@@ -71,7 +71,8 @@ register(OpDef("Fused", _fused_infer, kind="fused",
 
 def _load_all() -> None:
     # The op modules register themselves on import.
-    from . import activations, elementwise, linalg, nn, placement_ops, reduction, shape_ops  # noqa: F401,E501
+    from . import (activations, elementwise, linalg, nn, placement_ops,  # noqa: F401
+                   reduction, shape_ops)
 
 
 # -- shape helpers shared by op modules --------------------------------------------------------
