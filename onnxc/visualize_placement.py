@@ -23,7 +23,7 @@ def device_colours(devices: list[str]) -> dict[str, str]:
 
 
 def _mb(n: float) -> str:
-    return f"{n / 1e6:.2f} MB"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} KB"
 
 
 def placement_graph(session: Any, title: str = "") -> Any:

@@ -234,3 +234,20 @@ def test_placed_graph_picture_has_one_colour_per_device():
         assert f"fillcolor=\"{colours[p['device']]}\"" in dot
         assert f"{p['name']} on {p['device']}" in dot
     assert "Transfer cpu:0" in dot
+
+
+def test_inspect_devices_draws_and_describes_the_placement(tmp_path, capsys):
+    pytest.importorskip("graphviz")
+    import json
+
+    from onnxc.cli import main
+
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp(8, SIZES, SEED), str(path))
+    devices = "cpu:0=100KB,cpu:1=0.1MB,cpu:2=100000"
+    assert main(["-q", "inspect", str(path), "--devices", devices, "--format", "json"]) == 0
+    parts = json.loads(capsys.readouterr().out)["partitions"]
+    assert len(parts) >= 2 and all(p["memory_bytes"] == 100_000 for p in parts)
+    assert main(["-q", "inspect", str(path), "--devices", devices, "--format", "dot"]) == 0
+    assert "subgraph cluster_" in capsys.readouterr().out
+    assert main(["-q", "inspect", str(path), "--devices", "cpu:0=1XB"]) == 2
