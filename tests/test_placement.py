@@ -166,7 +166,7 @@ def test_infeasible_memory_is_a_clear_error():
 
 
 # -- execution ---------------------------------------------------------------------------------
-def test_independent_partitions_run_concurrently_and_match():
+def test_independent_partitions_run_concurrently_and_match(monkeypatch):
     model = two_branches()
     pins = {"mm_a": "cpu:0", "relu_a": "cpu:0", "mm_b": "cpu:1", "sig_b": "cpu:1",
             "join": "cpu:0"}
@@ -176,6 +176,19 @@ def test_independent_partitions_run_concurrently_and_match():
     assert parts[1]["depends_on"] == []  # branch b does not wait for branch a
     assert sorted(parts[2]["depends_on"]) == ["partition0", "partition1"]
     assert not sess.executor.chain
+    # The two branches really overlap: each waits at a barrier the other must also reach.
+    import threading
+
+    from onnxc.runtime import partitioned
+
+    barrier, real = threading.Barrier(2, timeout=30), partitioned.run_stage
+
+    def meet(stage, env, threads):
+        if stage.index in (0, 1):
+            barrier.wait()  # BrokenBarrierError if the other branch is not running meanwhile
+        real(stage, env, threads)
+
+    monkeypatch.setattr(partitioned, "run_stage", meet)
     x = np.random.default_rng(2).standard_normal((4, 32)).astype(np.float32)
     assert_close(sess.run(None, {"x": x})[0], ort_run(model, {"x": x})[0])
     outs = sess.run_pipelined([{"x": x}, {"x": 2 * x}])
