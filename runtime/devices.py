@@ -35,14 +35,16 @@ def host_memory_bytes() -> int:
 
 @functools.lru_cache(maxsize=None)
 def measured_cpu_flops() -> float:
-    """float32 FLOP/s of a 512x512 matrix product, best of a few (a rough, cheap figure)."""
-    a = np.ones((512, 512), np.float32)
+    """float32 FLOP/s of a 1024x1024 matrix product (numpy's BLAS), best of a few: a rough,
+    cheap figure (about 0.2 s, once per process). Smaller products measure BLAS's threading
+    overhead more than its arithmetic."""
+    a = np.ones((1024, 1024), np.float32)
     best = float("inf")
-    for _ in range(6):
+    for _ in range(4):
         start = time.perf_counter()
         a @ a
         best = min(best, time.perf_counter() - start)
-    return 2 * 512**3 / max(best, 1e-7)
+    return 2 * 1024**3 / max(best, 1e-7)
 
 
 @functools.lru_cache(maxsize=None)
