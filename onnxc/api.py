@@ -46,6 +46,9 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
 
         if opt_level not in (0, 1, 2, 3):
             raise OnnxcError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
+        if target != "cpu":
+            raise OnnxcError(f"give either target={target!r} or devices=[...]: with devices, "
+                             f"each partition is compiled for its device's own target")
         options = CompileOptions(target="placed", opt_level=opt_level,
                                  disabled_passes=tuple(disable_passes),
                                  print_after=tuple(print_after))

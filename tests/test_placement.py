@@ -161,6 +161,8 @@ def test_infeasible_memory_is_a_clear_error():
         onnxc.compile(mlp(4, SIZES, SEED), devices=cpus(3, memory=10_000))
     with pytest.raises(CompileError, match="does not fit the devices"):
         onnxc.compile(mlp(4, SIZES, SEED), devices=cpus(2, memory=90_000))
+    with pytest.raises(onnxc.OnnxcError, match="either target"):
+        onnxc.compile(mlp(4, SIZES, SEED), target="cuda-sim", devices=cpus(2))
     with pytest.raises(CompileError, match="static input shapes"):
         onnxc.compile(mlp("N", SIZES, SEED), devices=cpus(2))
 
