@@ -27,14 +27,41 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             num_threads: int | None = None,
             input_shapes: dict[str, Sequence[int]] | None = None,
             disable_passes: Sequence[str] = (), print_after: Sequence[str] = (),
-            example_inputs: Any = None) -> Session:
+            example_inputs: Any = None,
+            devices: Sequence | None = None, placement: dict[str, str] | None = None,
+            executor: str = "local", micro_batches: int = 1, parallel: str = "model",
+            executor_options: dict | None = None, objective: str | None = None) -> Session:
     """Compile a model into a Session.
 
     ``model`` is an ONNX model (path, bytes or ModelProto), or a ``torch.nn.Module`` together
     with ``example_inputs`` (a tensor or tuple of tensors; exported through torch.onnx.export,
     see ``onnxc.frameworks``). Static models are compiled now; a model with symbolic dims is
     compiled per input-shape set on first use, unless ``input_shapes`` fixes them here.
+
+    ``devices`` (e.g. ``["cpu:0", onnxc.Device("cuda:0")]``) places the model over several
+    devices (docs/placement.md): ``placement`` pins nodes, ``executor`` is "local" or "ray",
+    ``micro_batches`` pipelines a batch through the partitions, ``objective`` is "time" (one
+    run) or "throughput" (pipelines), ``parallel="data"`` runs one replica per device
+    instead. ``target`` is then each device's own.
     """
+    if devices is not None:
+        from onnxc.runtime.placed import compile_placed
+
+        if opt_level not in (0, 1, 2, 3):
+            raise OnnxcError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
+        if target != "cpu":
+            raise OnnxcError(f"give either target={target!r} or devices=[...]: with devices, "
+                             f"each partition is compiled for its device's own target")
+        options = CompileOptions(target="placed", opt_level=opt_level,
+                                 disabled_passes=tuple(disable_passes),
+                                 print_after=tuple(print_after))
+        model = _from_framework(model, example_inputs)
+        return compile_placed(load_model(model)[0], devices, options=options,
+                              placement=placement, executor=executor,
+                              micro_batches=micro_batches, parallel=parallel,
+                              num_threads=num_threads, input_shapes=input_shapes,
+                              executor_options=executor_options, objective=objective)
+
     if target not in TARGETS:
         raise OnnxcError(f"unknown target {target!r}; available: {', '.join(TARGETS)}")
     if opt_level not in (0, 1, 2, 3):

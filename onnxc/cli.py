@@ -25,6 +25,7 @@ examples:
   onnxc inspect model.onnxc
   onnxc inspect model.onnxc --format svg -o kernels.svg
   onnxc inspect model.onnx --after-passes
+  onnxc inspect model.onnx --devices cpu:0=40MB,cpu:1=40MB -o placed.svg
   onnxc bench model.onnx --compare onnxruntime --threads 4 --runs 50
   onnxc optimize model.onnx -o model.opt.onnx --input-shape x=1,3,224,224
   onnxc bisect model.onnx            # which pass changes the outputs?
@@ -169,6 +170,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         "Graphviz, dot only the graphviz package (pip install 'onnxc[viz]')")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="write to FILE instead of standard output")
+    p.add_argument("--devices", default=None, metavar="DEV[=MEM],...",
+                   help="place a model over these devices (e.g. cpu:0=40MB,cpu:1=40MB,"
+                        "cuda-sim:0) and show the placement: its IR, description, or a "
+                        "picture with one colour per device")
     p.set_defaults(func=_cmd_inspect)
 
     from onnxc import cli_bench, cli_bisect

@@ -43,6 +43,8 @@ def inspect(args: argparse.Namespace) -> int:
                                              else "", "text")
     if fmt == "png" and args.output is None and sys.stdout.isatty():
         raise cli._UsageError("--format png writes binary data: give -o FILE.png")
+    if getattr(args, "devices", None):
+        return _inspect_placed(args, fmt)
     session, load_error = _load_artifact(args)
     title = args.path.name
     if session is None and fmt != "json" and not args.after_passes:
@@ -66,6 +68,52 @@ def inspect(args: argparse.Namespace) -> int:
     if not executables:
         raise cli._CliError(_SYMBOLIC_HINT)
     return _emit(args, visualize.render(visualize.kernel_graph(executables[-1], title), fmt))
+
+
+def _inspect_placed(args: argparse.Namespace, fmt: str) -> int:
+    """``inspect --devices``: place the model and show the partitions."""
+    import onnxc
+    from onnxc import cli
+    from onnxc.frontend import load_model
+
+    cli._must_exist(args.path)
+    session = onnxc.compile(load_model(str(args.path))[0], devices=parse_devices(args.devices),
+                            opt_level=args.opt_level, num_threads=args.num_threads,
+                            input_shapes=cli._to_dict(args.input_shape, "--input-shape"),
+                            disable_passes=args.disable_pass)
+    if fmt == "text":
+        return _emit(args, session.ir_text() + "\n")
+    if fmt == "json":
+        return _emit(args, json.dumps(session.describe(), indent=2, default=str) + "\n")
+    from onnxc import visualize
+    from onnxc.visualize_placement import placement_graph
+
+    return _emit(args, visualize.render(placement_graph(session, args.path.name), fmt))
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20,
+          "GIB": 2**30}
+
+
+def parse_devices(text: str) -> list:
+    """"cpu:0=40MB,cuda-sim:0" -> Devices (memory optional: bytes, KB/MB/GB or KiB/MiB/GiB)."""
+    import re
+
+    import onnxc
+    from onnxc import cli
+
+    devices = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        spec, _, memory = item.partition("=")
+        size = None
+        if memory:
+            m = re.fullmatch(r"([0-9.]+(?:e[0-9]+)?)\s*([A-Za-z]*)", memory.strip())
+            if m is None or m.group(2).upper() not in _UNITS:
+                raise cli._CliError(f"--devices: cannot read the memory {memory!r} of "
+                                    f"{spec!r}; write e.g. {spec}=40MB")
+            size = float(m.group(1)) * _UNITS[m.group(2).upper()]
+        devices.append(onnxc.Device(spec, memory_bytes=size))
+    return devices
 
 
 _SYMBOLIC_HINT = ("the model has symbolic input dimensions and compiles on first run; fix them "

@@ -48,7 +48,7 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
 
 
 def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
-    """Plan and generate code for an already optimized graph."""
+    """Machine code for an optimized graph (a whole model, or one partition of a placed one)."""
     start = time.perf_counter()
     plan = make_plan(graph)
     options.timings["plan"] = time.perf_counter() - start
@@ -65,9 +65,10 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
                           slots=[(s.region, s.index) for s in call.slots],
                           params=_param_table(call))
                for call, sym in zip(plan.calls, code.kernel_symbols)]
-    return Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
-                      plan.value_bytes, kernels, code.object_code, code.target,
-                      code.needs_openmp, code.llvm_ir)
+    exe = Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
+                     plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
+                     code.llvm_ir)
+    return exe
 
 
 def _build_cuda(plan, options: CompileOptions) -> Executable:

@@ -71,8 +71,8 @@ register(OpDef("Fused", _fused_infer, kind="fused",
 
 def _load_all() -> None:
     # The op modules register themselves on import.
-    from . import (activations, elementwise, layernorm, linalg, nn, reduction,  # noqa: F401
-                   shape_ops)
+    from . import (activations, elementwise, layernorm, linalg, nn,  # noqa: F401
+                   placement_ops, reduction, shape_ops)
 
 
 # -- shape helpers shared by op modules --------------------------------------------------------
