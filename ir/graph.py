@@ -14,6 +14,7 @@ import numpy as np
 
 from .dtypes import DType
 from .errors import ModelError
+from .limits import check_shape
 from .types import TensorType
 
 _ids = itertools.count()
@@ -121,13 +122,18 @@ class Graph:
         try:
             out_types = opdef.infer([v.type if v is not None else None for v in inputs], attrs,
                                     [v.const if v is not None else None for v in inputs])
-        except ModelError:
-            raise
+        except ModelError as exc:
+            if exc.node is not None or exc.op is not None:
+                raise
+            onnx_name, onnx_op = (origin[0] if origin else (node_name, op))
+            raise ModelError(str(exc), node=onnx_name, op=onnx_op) from exc
         except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:
             onnx_name, onnx_op = (origin[0] if origin else (node_name, op))
             raise ModelError(f"cannot infer output types: {exc}", node=onnx_name,
                              op=onnx_op) from exc
         for i, t in enumerate(out_types):
+            onnx_name, onnx_op = (origin[0] if origin else (node_name, op))
+            check_shape(t.shape, t.dtype.itemsize, f"output {i} ({t})", onnx_name, onnx_op)
             hint = output_names[i] if output_names and i < len(output_names) else f"{node_name}_{i}"
             node.outputs.append(Value(self.unique_name(hint), t, producer=node))
         for v in inputs:

@@ -59,6 +59,7 @@ def save_artifact(path: str | os.PathLike, session) -> None:
             "needs_openmp": exe.needs_openmp,
             "backend": exe.backend,
             "launches": [vars(ln) for ln in exe.launches] if exe.launches else None,
+            "index_checks": exe.index_checks,
         })
     static = all(isinstance(d, int) for s in session.input_specs for d in s.shape)
     if session.model is not None and (not static or session.value_inputs):
@@ -150,7 +151,8 @@ def _load(path: str | os.PathLike, num_threads: int | None):
                                  e["value_bytes"], [KernelInfo(**{**ki, "slots": [tuple(x) for x in ki["slots"] or []]})
                                   for ki in e["kernels"]],
                                  read(f"exe{k}/code.o"), e["target"], e["needs_openmp"],
-                                 backend=e.get("backend", "cpu"))
+                                 backend=e.get("backend", "cpu"),
+                                 index_checks=_index_checks(e.get("index_checks", []), e))
                 if exe.backend != "cpu":
                     from onnxc.backends.cuda import Launch
 
@@ -173,6 +175,18 @@ def _load(path: str | os.PathLike, num_threads: int | None):
             exe.load()
     return Session(inputs, outputs, options, model=model, executables=executables,
                    num_threads=num_threads, value_inputs=manifest.get("value_inputs", []))
+
+
+def _index_checks(checks, exe: dict) -> list:
+    """The manifest's Gather index checks, validated: they index the feeds."""
+    out = []
+    for position, n, node, op in checks:
+        if not (isinstance(position, int) and 0 <= position < len(exe["inputs"])
+                and isinstance(n, int) and n >= 0):
+            raise ArtifactError(f"artifact manifest has a malformed index check "
+                                f"{[position, n, node, op]}")
+        out.append([position, n, str(node), str(op)])
+    return out
 
 
 def _tuplify(x):

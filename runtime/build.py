@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import onnx
 
 from onnxc.ir import Graph
@@ -23,6 +24,8 @@ class CompileOptions:
     print_after: tuple[str, ...] = ()
     use_openmp: bool = True
     timings: dict = field(default_factory=dict)
+    # None: $ONNXC_MEMORY_LIMIT, else physical memory (onnxc.ir.limits)
+    memory_limit_bytes: int | None = None
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
@@ -31,7 +34,7 @@ def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]
     from onnxc.passes import PassManager, pipeline
 
     start = time.perf_counter()
-    graph = import_graph(proto, input_shapes, input_values)
+    graph = import_graph(proto, input_shapes, input_values, options.memory_limit_bytes)
     options.timings["import"] = time.perf_counter() - start
     pm = PassManager(pipeline(options.opt_level), disabled=set(options.disabled_passes),
                      print_after=set(options.print_after))
@@ -47,8 +50,12 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
     start = time.perf_counter()
     plan = make_plan(graph)
     options.timings["plan"] = time.perf_counter() - start
+    _check_memory(plan, options)
+    checks = index_checks(graph)
     if options.target in ("cuda", "cuda-sim"):
-        return _build_cuda(plan, options), graph
+        exe = _build_cuda(plan, options)
+        exe.index_checks = checks
+        return exe, graph
     from onnxc.backends.cpu import compile_plan
 
     start = time.perf_counter()
@@ -62,8 +69,52 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
                for call, sym in zip(plan.calls, code.kernel_symbols)]
     exe = Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
-                     code.llvm_ir)
+                     code.llvm_ir, index_checks=checks)
     return exe, graph
+
+
+def _check_memory(plan, options: CompileOptions) -> None:
+    """What one run allocates (arena, outputs) plus the weights must fit the memory limit."""
+    from onnxc.ir import limits
+
+    outputs = sum(limits.checked_numel(o.shape, np.dtype(o.dtype).itemsize) *
+                  np.dtype(o.dtype).itemsize for o in plan.outputs)
+    weights = sum(int(c.nbytes) for c in plan.constants)
+    total = plan.arena_bytes + outputs + weights
+    limits.check_budget(total, limits.memory_limit(options.memory_limit_bytes),
+                        f"the compiled model (working memory {plan.arena_bytes} B, outputs "
+                        f"{outputs} B, weights {weights} B)")
+
+
+def index_checks(graph: Graph) -> list[list]:
+    """[input position, axis size, node, op] for each Gather/GatherElements whose indices are
+    a graph input (through views): the session checks those feeds before the native run,
+    since generated code only clamps an out-of-range index to stay inside memory."""
+    from onnxc.ir.ops.registry import get_op
+
+    position = {id(v): k for k, v in enumerate(graph.inputs)}
+    checks = []
+
+    def visit(nodes):
+        for node in nodes:
+            if node.op == "Fused":
+                visit(node.subgraphs["body"].nodes)
+                continue
+            if node.op not in ("Gather", "GatherElements") or len(node.inputs) < 2:
+                continue
+            v = node.inputs[1]
+            while v is not None and v.producer is not None and \
+                    get_op(v.producer.op).kind == "view":
+                v = v.producer.inputs[0]
+            data = node.inputs[0]
+            if v is None or id(v) not in position or not data.type.rank:
+                continue
+            n = data.shape[int(node.attrs.get("axis", 0)) % data.type.rank]
+            onnx_name, onnx_op = node.origin[0] if node.origin else (node.name, node.op)
+            checks.append([position[id(v)], int(n), onnx_name, onnx_op])
+
+    visit(graph.nodes)
+    return checks
 
 
 def _build_cuda(plan, options: CompileOptions) -> Executable:

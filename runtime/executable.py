@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,8 @@ class Executable:
     llvm_ir: str = ""  # generated source: LLVM IR (cpu) or CUDA C (cuda, cuda-sim)
     backend: str = "cpu"  # "cpu", "cuda" (object_code is a fatbin) or "cuda-sim"
     launches: list | None = None  # cuda: the kernel launches in order
+    # [input position, axis size, node, op]: fed Gather indices checked before each run
+    index_checks: list = field(default_factory=list)
 
     def __post_init__(self):
         self._loaded = None
@@ -66,7 +68,11 @@ class Executable:
             self._const_ptrs = ptrs
 
     def run(self, feeds: list[np.ndarray], num_threads: int) -> list[np.ndarray]:
-        """Run with validated, contiguous feeds in input order; returns fresh output arrays."""
+        """Run with validated, contiguous feeds in input order; returns fresh output arrays.
+
+        Nothing is shared between runs but read-only code and weights: each run allocates its
+        own arena and outputs, so one executable runs in many threads at once."""
+        self.check_indices(feeds)
         self.load()
         if self.backend == "cuda":
             return self._loaded.run(self.launches, feeds, self.outputs, self.arena_bytes)
@@ -90,6 +96,7 @@ class Executable:
         """Run kernel by kernel from Python, timing each: (kernel name, seconds)."""
         import time
 
+        self.check_indices(feeds)
         self.load()
         outs = [np.empty(o.shape, dtype=o.dtype) for o in self.outputs]
         arena = np.empty(self.arena_bytes + 64, dtype=np.uint8)
@@ -105,6 +112,20 @@ class Executable:
             fn(params, num_threads)
             timings.append((k.name, time.perf_counter() - start))
         return timings
+
+    def check_indices(self, feeds: list[np.ndarray]) -> None:
+        """InputError for a fed Gather index outside [-n, n-1] (ONNX's negative-index rule)."""
+        for position, n, node, op in self.index_checks:
+            idx = feeds[position]
+            if idx.size == 0:
+                continue
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < -n or hi >= n:
+                bad = lo if lo < -n else hi
+                name = self.inputs[position].name
+                raise InputError(f"input {name!r}: index {bad} is out of range for node "
+                                 f"{node!r} ({op}), whose axis has size {n}; indices must lie "
+                                 f"in [{-n}, {n - 1}]", input_name=name)
 
     @property
     def weight_bytes(self) -> int:
