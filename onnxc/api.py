@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from onnxc.frontend import ModelLike, load_model
 from onnxc.ir.errors import OnnxcError
+from onnxc.ir.limits import memory_limit
 from onnxc.frontend.onnx_types import value_info_type
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.plan import TensorSpec
@@ -24,11 +25,14 @@ TARGETS = ("cpu", "cuda", "cuda-sim")
 def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             num_threads: int | None = None,
             input_shapes: dict[str, Sequence[int]] | None = None,
-            disable_passes: Sequence[str] = (), print_after: Sequence[str] = ()) -> Session:
+            disable_passes: Sequence[str] = (), print_after: Sequence[str] = (),
+            memory_limit_bytes: int | None = None) -> Session:
     """Compile an ONNX model (path, bytes or ModelProto) into a Session.
 
     Static models are compiled now; a model with symbolic dims is compiled per input-shape set
-    on first use, unless ``input_shapes`` fixes them here.
+    on first use, unless ``input_shapes`` fixes them here. ``memory_limit_bytes`` caps what one
+    specialization may allocate (working memory, outputs, weights, folded constants); the
+    default is $ONNXC_MEMORY_LIMIT, else the machine's physical memory.
     """
     from onnxc.ir.errors import InputValueNeeded, OnnxcError
 
@@ -40,7 +44,10 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     proto, _ = load_model(model)
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
-                             print_after=tuple(print_after))
+                             print_after=tuple(print_after),
+                             memory_limit_bytes=memory_limit_bytes)
+    if memory_limit_bytes is not None:
+        memory_limit(memory_limit_bytes)  # validates it
     inits = {t.name for t in proto.graph.initializer}
     declared = []
     for vi in proto.graph.input:

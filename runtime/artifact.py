@@ -14,7 +14,8 @@ import zlib
 import numpy as np
 import onnx
 
-from onnxc.ir.errors import ArtifactError
+from onnxc.ir.errors import ArtifactError, ModelError
+from onnxc.ir.limits import memory_limit
 from onnxc.runtime.build import CompileOptions
 from onnxc.runtime.executable import Executable, KernelInfo
 from onnxc.runtime.plan import TensorSpec
@@ -71,7 +72,8 @@ def save_artifact(path: str | os.PathLike, session) -> None:
         "outputs": [_spec(s) for s in session.output_specs],
         "options": {"target": opts.target, "opt_level": opts.opt_level,
                     "disabled_passes": list(opts.disabled_passes),
-                    "use_openmp": opts.use_openmp},
+                    "use_openmp": opts.use_openmp,
+                    "memory_limit_bytes": opts.memory_limit_bytes},
         "executables": exes,
         "value_inputs": sorted(session.value_inputs),
         "checksums": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
@@ -139,9 +141,15 @@ def _load(path: str | os.PathLike, num_threads: int | None):
             opts = manifest["options"]
             options = CompileOptions(target=opts["target"], opt_level=opts["opt_level"],
                                      disabled_passes=tuple(opts["disabled_passes"]),
-                                     use_openmp=opts["use_openmp"])
+                                     use_openmp=opts["use_openmp"],
+                                     memory_limit_bytes=opts.get("memory_limit_bytes"))
             executables = {}
+            limit = memory_limit(options.memory_limit_bytes)
             for k, e in enumerate(manifest["executables"]):
+                if not isinstance(e["arena_bytes"], int) or not 0 <= e["arena_bytes"] <= limit:
+                    raise ArtifactError(f"artifact manifest asks for {e['arena_bytes']!r} bytes "
+                                        f"of working memory (the memory limit is {limit}); "
+                                        f"refused")
                 consts = []
                 for c in range(e["constants"]):
                     consts.append(np.load(io.BytesIO(read(f"exe{k}/const{c}.npy")),
@@ -168,7 +176,7 @@ def _load(path: str | os.PathLike, num_threads: int | None):
             outputs = [_unspec(s) for s in manifest["outputs"]]
         except ArtifactError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ModelError) as exc:
             raise ArtifactError(f"artifact manifest is malformed: {exc}") from exc
     for exe in executables.values():
         if exe.backend != "cuda":  # loads on first run, where a GPU is

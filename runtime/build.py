@@ -50,7 +50,7 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
     start = time.perf_counter()
     plan = make_plan(graph)
     options.timings["plan"] = time.perf_counter() - start
-    _check_memory(plan, options)
+    _check_memory(plan, graph, options)
     checks = index_checks(graph)
     if options.target in ("cuda", "cuda-sim"):
         exe = _build_cuda(plan, options)
@@ -73,17 +73,29 @@ def build_executable(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[in
     return exe, graph
 
 
-def _check_memory(plan, options: CompileOptions) -> None:
-    """What one run allocates (arena, outputs) plus the weights must fit the memory limit."""
+def _check_memory(plan, graph: Graph, options: CompileOptions) -> None:
+    """What one run allocates (arena, outputs) plus the weights must fit the memory limit;
+    the error names the node with the largest tensor."""
     from onnxc.ir import limits
 
     outputs = sum(limits.checked_numel(o.shape, np.dtype(o.dtype).itemsize) *
                   np.dtype(o.dtype).itemsize for o in plan.outputs)
     weights = sum(int(c.nbytes) for c in plan.constants)
     total = plan.arena_bytes + outputs + weights
-    limits.check_budget(total, limits.memory_limit(options.memory_limit_bytes),
-                        f"the compiled model (working memory {plan.arena_bytes} B, outputs "
-                        f"{outputs} B, weights {weights} B)")
+    limit = limits.memory_limit(options.memory_limit_bytes)
+    if total <= limit:
+        return
+    nodes = [m for n in graph.nodes
+             for m in (n.subgraphs["body"].nodes if n.op == "Fused" else [n])]
+    sized = [(v.type.nbytes(), v, n) for n in nodes for v in n.outputs if v.type.is_static]
+    node = op = None
+    what = "the compiled model"
+    if sized:
+        nbytes, v, n = max(sized, key=lambda t: t[0])
+        node, op = n.origin[0] if n.origin else (n.name, n.op)
+        what = f"its output {v.type} ({nbytes} B) is the largest tensor; the compiled model"
+    limits.check_budget(total, limit, f"{what} (working memory {plan.arena_bytes} B, outputs "
+                        f"{outputs} B, weights {weights} B)", node, op)
 
 
 def index_checks(graph: Graph) -> list[list]:
