@@ -40,6 +40,7 @@ def load_model(model: ModelLike) -> tuple[onnx.ModelProto, Path | None]:
                          f"bytes or an onnx.ModelProto")
     if not proto.HasField("graph"):
         raise ModelError("the model has no graph")
+    _check_text(proto, "the model" if base is None else str(model))
     if _has_external(proto):
         proto = _copy(proto)
         _load_external(proto, base)
@@ -58,6 +59,25 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
     if not proto.HasField("graph") and not proto.opset_import:
         raise ModelError(f"{where} is not a valid ONNX model (no graph, no opset)")
     return proto
+
+
+def _check_text(proto: onnx.ModelProto, where: str) -> None:
+    """Every string field must be text: protobuf hands invalid UTF-8 back as bytes, which
+    would surface far away (a node name that is bytes). Walks messages, not tensor data."""
+    stack = [(proto, "model")]
+    while stack:
+        msg, path = stack.pop()
+        for field, value in msg.ListFields():
+            repeated = field.is_repeated if hasattr(field, "is_repeated") else \
+                field.label == field.LABEL_REPEATED
+            if field.type == field.TYPE_STRING:
+                for v in (value if repeated else [value]):
+                    if not isinstance(v, str):
+                        raise ModelError(f"{where} is not a valid ONNX model ({path}."
+                                         f"{field.name} is not valid UTF-8: {bytes(v)[:40]!r})")
+            elif field.type == field.TYPE_MESSAGE:
+                items = value if repeated else [value]
+                stack.extend((m, f"{path}.{field.name}") for m in items)
 
 
 def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:

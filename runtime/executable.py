@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import threading
 import math
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class Executable:
     def __post_init__(self):
         self._loaded = None
         self._const_ptrs = None
+        self._arenas = threading.local()  # one arena per thread, reused across its runs
 
     def load(self) -> None:
         """Link the machine code into this process (once)."""
@@ -70,8 +72,9 @@ class Executable:
     def run(self, feeds: list[np.ndarray], num_threads: int) -> list[np.ndarray]:
         """Run with validated, contiguous feeds in input order; returns fresh output arrays.
 
-        Nothing is shared between runs but read-only code and weights: each run allocates its
-        own arena and outputs, so one executable runs in many threads at once."""
+        Runs share only read-only code and weights: each thread has its own arena (reused by
+        its next run) and every run fresh outputs, so one executable runs in many threads at
+        once, in parallel, since the native call releases the GIL."""
         self.check_indices(feeds)
         self.load()
         if self.backend == "cuda":
@@ -83,14 +86,20 @@ class Executable:
             run_launches(self._loaded, self.launches, feeds, outs, self.constants,
                          self.arena_bytes)
             return outs
-        arena = np.empty(self.arena_bytes + 64, dtype=np.uint8)
-        base = arena.ctypes.data
-        base += (-base) % 64
+        base = self._arena_base()
         in_ptrs = (ctypes.c_void_p * max(len(feeds), 1))(*[f.ctypes.data for f in feeds])
         out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
         # ctypes releases the GIL for the whole native run.
         self._loaded.main(in_ptrs, out_ptrs, self._const_ptrs, base, num_threads)
         return outs
+
+    def _arena_base(self) -> int:
+        """This thread's 64-byte aligned arena (allocated on its first run)."""
+        arena = getattr(self._arenas, "buffer", None)
+        if arena is None:
+            arena = self._arenas.buffer = np.empty(self.arena_bytes + 64, dtype=np.uint8)
+        base = arena.ctypes.data
+        return base + (-base) % 64
 
     def profile(self, feeds: list[np.ndarray], num_threads: int) -> list[tuple[str, float]]:
         """Run kernel by kernel from Python, timing each: (kernel name, seconds)."""

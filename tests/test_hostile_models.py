@@ -388,3 +388,28 @@ def test_forged_artifact_manifest_is_refused(gather_sessions, tmp_path: Path, ed
     _rewrite_manifest(tmp_path / "good.onnxc", tmp_path / "bad.onnxc", edit)
     with pytest.raises(onnxc.ArtifactError, match=needle):
         onnxc.load(tmp_path / "bad.onnxc")
+
+
+# -- big graphs ---------------------------------------------------------------------------------
+BIG = int(os.environ.get("ONNXC_BIG_GRAPH_NODES", "10000"))
+
+
+def test_big_chain_with_a_shared_constant_compiles_and_runs() -> None:
+    """BIG nodes (10k in CI; 100k measured: see the reliability note) alternating Add of one
+    shared initializer and Relu: import, fusion, planning and codegen must be linear (a
+    constant read by every node once made fusion quadratic)."""
+    nodes, x = [], "x"
+    for k in range(BIG):
+        op_inputs = [x, "w"] if k % 2 == 0 else [x]
+        nodes.append(node("Add" if k % 2 == 0 else "Relu", op_inputs, [f"v{k}"], f"n{k}"))
+        x = f"v{k}"
+    w = np.full((4, 8), 1e-3, np.float32)
+    m = model(nodes, inputs=[vi("x", TensorProto.FLOAT, [4, 8])],
+              outputs=[vi(x, TensorProto.FLOAT, [4, 8])], inits=[const(w, "w")], opset=13)
+    sess = onnxc.compile(m)
+    xs = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    want = xs
+    for k in range(BIG):
+        want = want + w if k % 2 == 0 else np.maximum(want, 0)
+    np.testing.assert_allclose(sess.run(None, {"x": xs})[0], want, rtol=1e-5, atol=1e-5)
+    assert len(sess.describe()["kernels"]) <= BIG // 20  # fused, in bounded groups

@@ -69,9 +69,16 @@ register(OpDef("Fused", _fused_infer, kind="fused",
                doc="a group of nodes compiled as one kernel; members in subgraphs['body']"))
 
 
+_LOADED: list[bool] = []
+
+
 def _load_all() -> None:
-    # The op modules register themselves on import.
+    # The op modules register themselves on import. get_op runs per node in every pass, so
+    # the import statement (a few microseconds even when cached) runs only once.
+    if _LOADED:
+        return
     from . import activations, elementwise, linalg, nn, reduction, shape_ops  # noqa: F401
+    _LOADED.append(True)
 
 
 # -- shape helpers shared by op modules --------------------------------------------------------
