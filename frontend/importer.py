@@ -13,13 +13,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnx
 
-from onnxc.ir import Graph, Value
+from onnxc.ir import Graph, Value, limits
 from onnxc.ir.errors import InputValueNeeded, ModelError, OnnxcError, UnsupportedOpError
-from onnxc.ir import limits
 from onnxc.ir.types import TensorType
 
 from .graph_check import check_and_sort
 from .onnx_types import tensor_to_array, value_info_type
+from .type_check import check_input_types
 
 log = logging.getLogger("onnxc.frontend")
 
@@ -233,6 +233,7 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
 
     for node in ordered:
         ctx.node = node
+        check_input_types(node, ctx.values, opset, node_label(node))
         try:
             outs = IMPORTERS[node.op_type](ctx, node)
         except OnnxcError:
