@@ -413,3 +413,33 @@ def test_big_chain_with_a_shared_constant_compiles_and_runs() -> None:
         want = want + w if k % 2 == 0 else np.maximum(want, 0)
     np.testing.assert_allclose(sess.run(None, {"x": xs})[0], want, rtol=1e-5, atol=1e-5)
     assert len(sess.describe()["kernels"]) <= BIG // 20  # fused, in bounded groups
+
+
+def test_pickled_constant_in_an_artifact_is_refused(tmp_path: Path) -> None:
+    """Nothing is unpickled: an object-dtype .npy (a pickle) with a valid checksum is refused."""
+    import hashlib
+    import io
+    import json
+    import zipfile
+
+    w = const(np.ones((2, 3), np.float32), "w")
+    onnxc.compile(model([node("Add", ["x", "w"], ["y"], "add")], inits=[w])).save(
+        tmp_path / "good.onnxc")
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"boom": 1}], dtype=object), allow_pickle=True)
+    evil = buf.getvalue()
+    with zipfile.ZipFile(tmp_path / "good.onnxc") as zin, \
+            zipfile.ZipFile(tmp_path / "evil.onnxc", "w") as zout:
+        manifest = json.loads(zin.read("manifest.json"))
+        name = "exe0/const0.npy"
+        assert name in manifest["checksums"]
+        manifest["checksums"][name] = hashlib.sha256(evil).hexdigest()
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == name:
+                data = evil
+            elif item.filename == "manifest.json":
+                data = json.dumps(manifest).encode()
+            zout.writestr(item.filename, data)
+    with pytest.raises(onnxc.ArtifactError, match="pickle"):
+        onnxc.load(tmp_path / "evil.onnxc")
