@@ -15,6 +15,8 @@ from onnxc.ir.errors import ModelError
 
 from .onnx_types import ort_type_string
 
+_type_string = lru_cache(maxsize=None)(ort_type_string)
+
 
 @lru_cache(maxsize=None)
 def _allowed(op_type: str, opset: int) -> tuple[tuple[str, frozenset[str] | None, bool], ...]:
@@ -50,7 +52,7 @@ def check_input_types(node: onnx.NodeProto, values: dict[str, Value], opset: int
                              f"{len(formals)}", node=label, op=node.op_type)
         if allowed is None:
             continue
-        got = ort_type_string(values[name].dtype)
+        got = _type_string(values[name].dtype)
         if got not in allowed:
             names = ", ".join(sorted(t[7:-1] for t in allowed if t.startswith("tensor(")))
             raise ModelError(f"input {k} {name!r} ({formal}) has element type {got[7:-1]}; "
