@@ -122,6 +122,8 @@ def index_checks(graph: Graph) -> list[list]:
             if v is None or id(v) not in position or not data.type.rank:
                 continue
             n = data.shape[int(node.attrs.get("axis", 0)) % data.type.rank]
+            if not isinstance(n, int):
+                continue
             onnx_name, onnx_op = node.origin[0] if node.origin else (node.name, node.op)
             checks.append([position[id(v)], int(n), onnx_name, onnx_op])
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import ctypes
-import threading
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
