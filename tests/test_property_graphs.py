@@ -2,7 +2,7 @@
 reduction and MatMul ops; onnxc (at -O0 and -O2) must give onnxruntime's answers.
 
 Every drawn graph is compiled and compared (no example is discarded), so the number compared
-is the number of examples run: ``ONNXC_PROPERTY_EXAMPLES`` (default 40 per test in CI, two
+is the number of examples run: ``ONNXC_PROPERTY_EXAMPLES`` (default 50 per test in CI, two
 tests). Graphs stay small because each example costs an LLVM compile.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytest.importorskip("hypothesis", reason="hypothesis is a dev extra")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the reference")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-EXAMPLES = int(os.environ.get("ONNXC_PROPERTY_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("ONNXC_PROPERTY_EXAMPLES", "50"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
 
