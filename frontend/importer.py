@@ -13,11 +13,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnx
 
-from onnxc.ir import Graph, Value
+from onnxc.ir import Graph, Value, limits
 from onnxc.ir.errors import InputValueNeeded, ModelError, OnnxcError, UnsupportedOpError
 from onnxc.ir.types import TensorType
 
+from .graph_check import check_and_sort
 from .onnx_types import tensor_to_array, value_info_type
+from .type_check import check_input_types
 
 log = logging.getLogger("onnxc.frontend")
 
@@ -43,9 +45,10 @@ def onnx_op(*names: str):
 class ImportContext:
     """What an importer function sees: the graph being built and the node's context."""
 
-    def __init__(self, graph: Graph, opset: int):
+    def __init__(self, graph: Graph, opset: int, memory_limit: int | None = None):
         self.graph = graph
         self.opset = opset
+        self.memory_limit = limits.memory_limit(memory_limit)
         self.values: dict[str, Value] = {}
         self.node: onnx.NodeProto | None = None
 
@@ -127,12 +130,22 @@ class ImportContext:
         types = [v.type if v is not None else None for v in inputs]
         out_types = get_op(op).infer(types, attrs, [v.const if v is not None else None
                                                     for v in inputs])
+        for t in out_types:
+            self.check_alloc(t.shape, t.dtype.itemsize, f"folding {op} into a constant")
         results = evaluate_node(op, inputs, out_types, attrs, MAX_FOLD_ELEMENTS)
         if results is None:
             return None
         first = next((v for v in inputs if v is not None), None)
         hint = f"{first.name}_{op.lower()}" if first is not None else op.lower()
         return [self.constant(r, hint) for r in results]
+
+    def check_alloc(self, shape: Sequence[int], itemsize: int, what: str) -> None:
+        """ModelError naming the node before a compile-time tensor of ``shape`` is allocated
+        when it overflows int64 or exceeds the memory limit."""
+        label = node_label(self.node) if self.node is not None else None
+        op = self.node.op_type if self.node is not None else None
+        limits.check_shape(shape, itemsize, what, label, op)
+        limits.check_budget(math.prod(shape) * itemsize, self.memory_limit, what, label, op)
 
     # -- errors ---------------------------------------------------------------------------
     def error(self, message: str) -> ModelError:
@@ -155,9 +168,11 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | None = None,
-                 input_values: dict[str, np.ndarray] | None = None) -> Graph:
+                 input_values: dict[str, np.ndarray] | None = None,
+                 memory_limit: int | None = None) -> Graph:
     """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims and
-    ``input_values`` makes the named inputs compile-time constants."""
+    ``input_values`` makes the named inputs compile-time constants. ``memory_limit`` bounds
+    each tensor folded at compile time (see ``onnxc.ir.limits``)."""
     from . import onnx_math, onnx_ops, onnx_rnn, onnx_shape_ops  # noqa: F401  (registration)
 
     opset = default_opset(model)
@@ -165,16 +180,13 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
         raise ModelError(f"the model uses opset {opset}; onnxc supports opsets up to "
                          f"{SUPPORTED_OPSET}")
     g = model.graph
+    ordered = check_and_sort(g)
     _check_supported(g)
     graph = Graph(g.name or "main")
-    ctx = ImportContext(graph, opset)
+    ctx = ImportContext(graph, opset, memory_limit)
     input_shapes = dict(input_shapes or {})
 
-    initializers = {}
-    for t in g.initializer:
-        if t.name in initializers:
-            raise ModelError(f"initializer {t.name!r} is defined twice")
-        initializers[t.name] = t
+    initializers = {t.name: t for t in g.initializer}
     for t in g.initializer:
         ctx.values[t.name] = graph.add_constant(tensor_to_array(t), name=t.name)
     for vi in g.input:
@@ -196,12 +208,14 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
             continue
         value = graph.add_input(vi.name, t)
         ctx.values[vi.name] = value
+    bound = {id(v) for v in ctx.values.values()}  # values already bound to an ONNX name
     if input_shapes:
         raise ModelError(f"input_shapes names unknown inputs: {sorted(input_shapes)}; the model's "
                          f"inputs are {[v.name for v in graph.inputs]}")
 
-    for node in g.node:
+    for node in ordered:
         ctx.node = node
+        check_input_types(node, ctx.values, opset, node_label(node))
         try:
             outs = IMPORTERS[node.op_type](ctx, node)
         except ModelError as exc:
@@ -211,7 +225,7 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
         except OnnxcError:
             raise
         except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError,
-                OverflowError, MemoryError) as exc:
+                OverflowError, MemoryError, AttributeError, RecursionError) as exc:
             raise ctx.error(f"cannot import: {type(exc).__name__}: {exc}") from exc
         outs = list(outs)
         for k, name in enumerate(node.output):
@@ -223,9 +237,9 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
                 raise ModelError(f"value {name!r} is produced twice", node=node.name,
                                  op=node.op_type)
             ctx.values[name] = outs[k]
-            if outs[k].producer is not None and not any(outs[k] is v for v in ctx.values.values()
-                                                        if v is not outs[k]):
+            if outs[k].producer is not None and id(outs[k]) not in bound:
                 graph.rename(outs[k], name)
+            bound.add(id(outs[k]))
 
     outputs = []
     for vi in g.output:

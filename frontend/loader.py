@@ -6,6 +6,7 @@ symlinks that lead outside are refused, and offsets/lengths must lie inside the 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Union
 
@@ -29,12 +30,17 @@ def load_model(model: ModelLike) -> tuple[onnx.ModelProto, Path | None]:
         if not path.is_file():
             raise ModelError(f"model file {str(path)!r} does not exist or is not a file")
         base = path.resolve().parent
-        proto = _parse(path.read_bytes(), str(path))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read model file {str(path)!r}: {exc.strerror}") from exc
+        proto = _parse(data, str(path))
     else:
         raise ModelError(f"cannot load a model from a {type(model).__name__}; pass a path, "
                          f"bytes or an onnx.ModelProto")
     if not proto.HasField("graph"):
         raise ModelError("the model has no graph")
+    _check_text(proto, "the model" if base is None else str(model))
     if _has_external(proto):
         proto = _copy(proto)
         _load_external(proto, base)
@@ -55,6 +61,25 @@ def _parse(data: bytes, where: str) -> onnx.ModelProto:
     return proto
 
 
+def _check_text(proto: onnx.ModelProto, where: str) -> None:
+    """Every string field must be text: protobuf hands invalid UTF-8 back as bytes, which
+    would surface far away (a node name that is bytes). Walks messages, not tensor data."""
+    stack = [(proto, "model")]
+    while stack:
+        msg, path = stack.pop()
+        for field, value in msg.ListFields():
+            repeated = field.is_repeated if hasattr(field, "is_repeated") else \
+                field.label == field.LABEL_REPEATED
+            if field.type == field.TYPE_STRING:
+                for v in (value if repeated else [value]):
+                    if not isinstance(v, str):
+                        raise ModelError(f"{where} is not a valid ONNX model ({path}."
+                                         f"{field.name} is not valid UTF-8: {bytes(v)[:40]!r})")
+            elif field.type == field.TYPE_MESSAGE:
+                items = value if repeated else [value]
+                stack.extend((m, f"{path}.{field.name}") for m in items)
+
+
 def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(proto)
@@ -62,16 +87,19 @@ def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _tensors(graph: onnx.GraphProto):
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for g in attr.graphs:
-                yield from _tensors(g)
+    """Every tensor of the graph and its subgraphs (iterative: nesting depth is unbounded)."""
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        yield from g.initializer
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    stack.append(attr.g)
+                stack.extend(attr.graphs)
 
 
 def _has_external(proto: onnx.ModelProto) -> bool:
@@ -94,26 +122,50 @@ def _load_external(proto: onnx.ModelProto, base: Path | None) -> None:
         except ValueError:
             raise ModelError(f"tensor {t.name!r} has a malformed external offset/length") \
                 from None
-        size = path.stat().st_size
-        if offset < 0 or offset > size or (length is not None and
-                                            (length < 0 or offset + length > size)):
-            raise ModelError(f"tensor {t.name!r}: external data range offset={offset} "
-                             f"length={length} lies outside {location!r} ({size} bytes)")
-        with open(path, "rb") as f:
-            f.seek(offset)
-            t.raw_data = f.read(length if length is not None else size - offset)
+        t.raw_data = _read_range(path, offset, length, location, t.name)
         del t.external_data[:]
         t.data_location = onnx.TensorProto.DEFAULT
 
 
 def _safe_path(base: Path, location: str, tensor: str) -> Path:
-    if not location or os.path.isabs(location) or ".." in Path(location).parts:
+    if not location or "\0" in location or os.path.isabs(location) or \
+            ".." in Path(location).parts:
         raise ModelError(f"tensor {tensor!r}: external data location {location!r} is not a "
                          f"relative path inside the model's folder; refused")
-    path = (base / location).resolve()
+    try:
+        path = (base / location).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise ModelError(f"tensor {tensor!r}: external data location {location!r} cannot be "
+                         f"resolved ({exc}); refused") from exc
     if base not in path.parents:
         raise ModelError(f"tensor {tensor!r}: external data {location!r} leads outside the "
                          f"model's folder (through a symlink?); refused")
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"tensor {tensor!r}: external data file {location!r} is missing")
+    if not path.is_file():
+        raise ModelError(f"tensor {tensor!r}: external data {location!r} is not a regular file; "
+                         f"refused")
     return path
+
+
+def _read_range(path: Path, offset: int, length: int | None, location: str, tensor: str) -> bytes:
+    """The bytes [offset, offset+length) of a regular file, sized from the opened file itself
+    (O_NOFOLLOW: a symlink swapped in after the checks above is not followed)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ModelError(f"tensor {tensor!r}: cannot open external data {location!r}: "
+                         f"{exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelError(f"tensor {tensor!r}: external data {location!r} is not a regular "
+                             f"file; refused")
+        size = info.st_size
+        if offset < 0 or offset > size or (length is not None and
+                                            (length < 0 or offset + length > size)):
+            raise ModelError(f"tensor {tensor!r}: external data range offset={offset} "
+                             f"length={length} lies outside {location!r} ({size} bytes)")
+        f.seek(offset)
+        return f.read(length if length is not None else size - offset)

@@ -131,6 +131,7 @@ def _dropout(ctx: ImportContext, node):
     out = ctx.add1("Identity", [x])
     mask = None
     if len(node.output) > 1 and node.output[1]:
+        ctx.check_alloc(x.shape, 1, "its mask output")
         mask = ctx.constant(np.ones(x.shape, dtype=bool), "dropout_mask")
     return [out, mask]
 
@@ -481,6 +482,7 @@ def _constant_of_shape(ctx: ImportContext, node):
         raise ctx.error(f"negative dimension in shape {shape}")
     value = ctx.attr("value")
     fill = np.zeros((), dtype=np.float32) if value is None else value.reshape(-1)[:1].reshape(())
+    ctx.check_alloc(shape, fill.dtype.itemsize, "its output")
     return [ctx.constant(np.full(shape, fill, dtype=fill.dtype), node.output[0])]
 
 
@@ -498,7 +500,9 @@ def _shape(ctx: ImportContext, node):
 def _gather(ctx: ImportContext, node):
     data, indices = ctx.input(0), ctx.input(1)
     axis = int(ctx.attr("axis", 0))
-    known = ctx.const(1)
+    # Not ctx.const(1): fed indices are data, checked at run time (Executable.check_indices);
+    # specializing on their values would compile once per distinct index value.
+    known = indices.const if indices is not None else None
     if known is not None and known.size and data.type.rank:
         n = data.shape[axis % data.type.rank]
         if isinstance(n, int) and (known.min() < -n or known.max() >= n):

@@ -120,6 +120,7 @@ def _range(ctx: ImportContext, node):
     if delta == 0:
         raise ctx.error("delta must not be 0")
     count = max(int(np.ceil((limit - start) / delta)), 0)
+    ctx.check_alloc((count,), start.dtype.itemsize, "its output")
     values = start + np.arange(count, dtype=np.float64 if start.dtype.kind == "f" else
                                np.int64) * delta
     return [ctx.constant(values.astype(start.dtype), node.output[0])]

@@ -1,12 +1,15 @@
 """ONNX element types and tensors <-> IR types and numpy arrays."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from onnxc.ir.dtypes import DType
 from onnxc.ir.errors import ModelError
+from onnxc.ir.limits import check_shape
 from onnxc.ir.types import Dim, TensorType
 
 _FROM_ONNX = {
@@ -55,24 +58,26 @@ def value_info_type(vi: onnx.ValueInfoProto) -> TensorType:
             dims.append(int(d.dim_value))
         else:
             dims.append(d.dim_param or f"{vi.name}_dim{k}")
+    check_shape(dims, dtype.itemsize, f"input {vi.name!r}")
     return TensorType(dtype, tuple(dims))
 
 
 def tensor_to_array(t: onnx.TensorProto) -> np.ndarray:
-    """A TensorProto's data, checked against its declared shape."""
+    """A TensorProto's data, checked against its declared shape before anything is allocated."""
+    dtype = dtype_from_onnx(t.data_type, f"tensor {t.name!r}: ")
+    check_shape(list(t.dims), dtype.itemsize, f"tensor {t.name!r}")
+    count = math.prod(t.dims)
+    if t.HasField("raw_data") and len(t.raw_data) != count * dtype.itemsize:
+        raise ModelError(f"tensor {t.name!r} holds {len(t.raw_data)} bytes of data, but its "
+                         f"shape {list(t.dims)} of {dtype.value} needs {count * dtype.itemsize}")
     try:
-        count = int(np.prod(t.dims, dtype=np.int64)) if len(t.dims) else 1
-        if any(d < 0 for d in t.dims):
-            raise ModelError(f"tensor {t.name!r} has negative dimensions {list(t.dims)}")
         arr = numpy_helper.to_array(t)
-    except ModelError:
-        raise
     except Exception as exc:
-        raise ModelError(f"tensor {t.name!r} cannot be read: {exc}") from exc
+        raise ModelError(f"tensor {t.name!r} cannot be read (shape {list(t.dims)}, "
+                         f"{dtype.value}): {exc}") from exc
     if arr.size != count:
         raise ModelError(f"tensor {t.name!r} holds {arr.size} elements but its shape "
                          f"{list(t.dims)} needs {count}")
-    dtype_from_onnx(t.data_type, f"tensor {t.name!r}: ")
     return _contiguous(arr)
 
 

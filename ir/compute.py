@@ -70,17 +70,37 @@ def build_kernel(nodes: list[Node], outputs: list[Value], name: str | None = Non
 
 
 def _inline_internal(stages: list[Stage], keep: set[str]) -> list[Stage]:
-    """Inline single-use internal stages into their readers where that repeats no work."""
+    """Inline single-use internal stages into their readers where that repeats no work.
+
+    Stages are immutable, so what each one reads and whether a producer may be inlined into a
+    reader are computed once per stage object (a fused group of m nodes would otherwise walk
+    its expressions O(m^3) times)."""
     result = list(stages)
+    reads: dict[int, tuple[Stage, set[str]]] = {}
+    verdicts: dict[tuple[int, int], tuple[Stage, Stage, bool]] = {}
+
+    def tensors_read(st: Stage) -> set[str]:
+        hit = reads.get(id(st))
+        if hit is None:
+            hit = reads[id(st)] = (st, {ld.tensor for ld in loads(st.body)})
+        return hit[1]
+
+    def can_inline(producer: Stage, reader: Stage) -> bool:
+        key = (id(producer), id(reader))
+        hit = verdicts.get(key)
+        if hit is None:
+            hit = verdicts[key] = (producer, reader, _can_inline(producer, reader))
+        return hit[2]
+
     changed = True
     while changed:
         changed = False
-        for producer in list(result):
+        for producer in result:
             if producer.out in keep:
                 continue
             readers = [s for s in result if s is not producer and
-                       any(ld.tensor == producer.out for ld in loads(s.body))]
-            if readers and all(_can_inline(producer, r) for r in readers):
+                       producer.out in tensors_read(s)]
+            if readers and all(can_inline(producer, r) for r in readers):
                 result = [s if s not in readers else
                           Stage(s.out, s.shape, s.vars, inline(s.body, producer))
                           for s in result if s is not producer]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from onnxc import frameworks
 from onnxc.frontend import ModelLike, load_model
 from onnxc.ir.errors import CompileError, ModelError, OnnxcError, UnsupportedOpError
+from onnxc.ir.limits import memory_limit
 from onnxc.frontend.onnx_types import value_info_type
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.plan import TensorSpec
@@ -27,7 +28,7 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             num_threads: int | None = None,
             input_shapes: dict[str, Sequence[int]] | None = None,
             disable_passes: Sequence[str] = (), print_after: Sequence[str] = (),
-            example_inputs: Any = None,
+            example_inputs: Any = None, memory_limit_bytes: int | None = None,
             devices: Sequence | None = None, placement: dict[str, str] | None = None,
             executor: str = "local", micro_batches: int = 1, parallel: str = "model",
             executor_options: dict | None = None, objective: str | None = None) -> Session:
@@ -43,6 +44,10 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     ``micro_batches`` pipelines a batch through the partitions, ``objective`` is "time" (one
     run) or "throughput" (pipelines), ``parallel="data"`` runs one replica per device
     instead. ``target`` is then each device's own.
+
+    ``memory_limit_bytes`` caps what one specialization may allocate (working memory, outputs,
+    weights, folded constants); the default is $ONNXC_MEMORY_LIMIT, else the machine's
+    physical memory.
     """
     if devices is not None:
         from onnxc.runtime.placed import compile_placed
@@ -54,7 +59,8 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
                              f"each partition is compiled for its device's own target")
         options = CompileOptions(target="placed", opt_level=opt_level,
                                  disabled_passes=tuple(disable_passes),
-                                 print_after=tuple(print_after))
+                                 print_after=tuple(print_after),
+                                 memory_limit_bytes=memory_limit_bytes)
         model = _from_framework(model, example_inputs)
         return compile_placed(load_model(model)[0], devices, options=options,
                               placement=placement, executor=executor,
@@ -70,19 +76,23 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     model = _from_framework(model, example_inputs)
     with _naming_the_file(model):
         return _compile(model, target, opt_level, num_threads, input_shapes, disable_passes,
-                        print_after, start)
+                        print_after, start, memory_limit_bytes)
 
 
 def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | None,
              input_shapes: dict[str, Sequence[int]] | None, disable_passes: Sequence[str],
-             print_after: Sequence[str], start: float) -> Session:
+             print_after: Sequence[str], start: float,
+             memory_limit_bytes: int | None = None) -> Session:
     from onnxc.frontend.importer import check_ops
     from onnxc.ir.errors import InputValueNeeded
 
     proto, _ = load_model(model)
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
-                             print_after=tuple(print_after))
+                             print_after=tuple(print_after),
+                             memory_limit_bytes=memory_limit_bytes)
+    if memory_limit_bytes is not None:
+        memory_limit(memory_limit_bytes)  # validates it
     inits = {t.name for t in proto.graph.initializer}
     declared = []
     for vi in proto.graph.input:

@@ -14,7 +14,8 @@ import zlib
 import numpy as np
 import onnx
 
-from onnxc.ir.errors import ArtifactError
+from onnxc.ir.errors import ArtifactError, ModelError
+from onnxc.ir.limits import memory_limit
 from onnxc.runtime.build import CompileOptions
 from onnxc.runtime.executable import Executable, KernelInfo
 from onnxc.runtime.plan import TensorSpec
@@ -59,6 +60,7 @@ def save_artifact(path: str | os.PathLike, session) -> None:
             "needs_openmp": exe.needs_openmp,
             "backend": exe.backend,
             "launches": [vars(ln) for ln in exe.launches] if exe.launches else None,
+            "index_checks": exe.index_checks,
         })
     static = all(isinstance(d, int) for s in session.input_specs for d in s.shape)
     if session.model is not None and (not static or session.value_inputs):
@@ -70,7 +72,8 @@ def save_artifact(path: str | os.PathLike, session) -> None:
         "outputs": [_spec(s) for s in session.output_specs],
         "options": {"target": opts.target, "opt_level": opts.opt_level,
                     "disabled_passes": list(opts.disabled_passes),
-                    "use_openmp": opts.use_openmp},
+                    "use_openmp": opts.use_openmp,
+                    "memory_limit_bytes": opts.memory_limit_bytes},
         "executables": exes,
         "value_inputs": sorted(session.value_inputs),
         "checksums": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
@@ -138,9 +141,15 @@ def _load(path: str | os.PathLike, num_threads: int | None):
             opts = manifest["options"]
             options = CompileOptions(target=opts["target"], opt_level=opts["opt_level"],
                                      disabled_passes=tuple(opts["disabled_passes"]),
-                                     use_openmp=opts["use_openmp"])
+                                     use_openmp=opts["use_openmp"],
+                                     memory_limit_bytes=opts.get("memory_limit_bytes"))
             executables = {}
+            limit = memory_limit(options.memory_limit_bytes)
             for k, e in enumerate(manifest["executables"]):
+                if not isinstance(e["arena_bytes"], int) or not 0 <= e["arena_bytes"] <= limit:
+                    raise ArtifactError(f"artifact manifest asks for {e['arena_bytes']!r} bytes "
+                                        f"of working memory (the memory limit is {limit}); "
+                                        f"refused")
                 consts = []
                 for c in range(e["constants"]):
                     consts.append(np.load(io.BytesIO(read(f"exe{k}/const{c}.npy")),
@@ -150,7 +159,8 @@ def _load(path: str | os.PathLike, num_threads: int | None):
                                  e["value_bytes"], [KernelInfo(**{**ki, "slots": [tuple(x) for x in ki["slots"] or []]})
                                   for ki in e["kernels"]],
                                  read(f"exe{k}/code.o"), e["target"], e["needs_openmp"],
-                                 backend=e.get("backend", "cpu"))
+                                 backend=e.get("backend", "cpu"),
+                                 index_checks=_index_checks(e.get("index_checks", []), e))
                 if exe.backend != "cpu":
                     from onnxc.backends.cuda import Launch
 
@@ -166,13 +176,25 @@ def _load(path: str | os.PathLike, num_threads: int | None):
             outputs = [_unspec(s) for s in manifest["outputs"]]
         except ArtifactError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ModelError) as exc:
             raise ArtifactError(f"artifact manifest is malformed: {exc}") from exc
     for exe in executables.values():
         if exe.backend != "cuda":  # loads on first run, where a GPU is
             exe.load()
     return Session(inputs, outputs, options, model=model, executables=executables,
                    num_threads=num_threads, value_inputs=manifest.get("value_inputs", []))
+
+
+def _index_checks(checks, exe: dict) -> list:
+    """The manifest's Gather index checks, validated: they index the feeds."""
+    out = []
+    for position, n, node, op in checks:
+        if not (isinstance(position, int) and 0 <= position < len(exe["inputs"])
+                and isinstance(n, int) and n >= 0):
+            raise ArtifactError(f"artifact manifest has a malformed index check "
+                                f"{[position, n, node, op]}")
+        out.append([position, n, str(node), str(op)])
+    return out
 
 
 def _tuplify(x):

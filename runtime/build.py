@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import onnx
 
 from onnxc.ir import Graph
@@ -23,6 +24,8 @@ class CompileOptions:
     print_after: tuple[str, ...] = ()
     use_openmp: bool = True
     timings: dict = field(default_factory=dict)
+    # None: $ONNXC_MEMORY_LIMIT, else physical memory (onnxc.ir.limits)
+    memory_limit_bytes: int | None = None
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
@@ -31,7 +34,7 @@ def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]
     from onnxc.passes import PassManager, pipeline
 
     start = time.perf_counter()
-    graph = import_graph(proto, input_shapes, input_values)
+    graph = import_graph(proto, input_shapes, input_values, options.memory_limit_bytes)
     options.timings["import"] = time.perf_counter() - start
     pm = PassManager(pipeline(options.opt_level), disabled=set(options.disabled_passes),
                      print_after=set(options.print_after))
@@ -52,8 +55,12 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     start = time.perf_counter()
     plan = make_plan(graph)
     options.timings["plan"] = time.perf_counter() - start
+    _check_memory(plan, graph, options)
+    checks = index_checks(graph)
     if options.target in ("cuda", "cuda-sim"):
-        return _build_cuda(plan, options)
+        exe = _build_cuda(plan, options)
+        exe.index_checks = checks
+        return exe
     from onnxc.backends.cpu import compile_plan
 
     start = time.perf_counter()
@@ -67,8 +74,66 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
                for call, sym in zip(plan.calls, code.kernel_symbols)]
     exe = Executable(plan.inputs, plan.outputs, plan.constants, plan.arena_bytes,
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
-                     code.llvm_ir)
+                     code.llvm_ir, index_checks=checks)
     return exe
+
+
+def _check_memory(plan, graph: Graph, options: CompileOptions) -> None:
+    """What one run allocates (arena, outputs) plus the weights must fit the memory limit;
+    the error names the node with the largest tensor."""
+    from onnxc.ir import limits
+
+    outputs = sum(limits.checked_numel(o.shape, np.dtype(o.dtype).itemsize) *
+                  np.dtype(o.dtype).itemsize for o in plan.outputs)
+    weights = sum(int(c.nbytes) for c in plan.constants)
+    total = plan.arena_bytes + outputs + weights
+    limit = limits.memory_limit(options.memory_limit_bytes)
+    if total <= limit:
+        return
+    nodes = [m for n in graph.nodes
+             for m in (n.subgraphs["body"].nodes if n.op == "Fused" else [n])]
+    sized = [(v.type.nbytes(), v, n) for n in nodes for v in n.outputs if v.type.is_static]
+    node = op = None
+    what = "the compiled model"
+    if sized:
+        nbytes, v, n = max(sized, key=lambda t: t[0])
+        node, op = n.origin[0] if n.origin else (n.name, n.op)
+        what = f"its output {v.type} ({nbytes} B) is the largest tensor; the compiled model"
+    limits.check_budget(total, limit, f"{what} (working memory {plan.arena_bytes} B, outputs "
+                        f"{outputs} B, weights {weights} B)", node, op)
+
+
+def index_checks(graph: Graph) -> list[list]:
+    """[input position, axis size, node, op] for each Gather/GatherElements whose indices are
+    a graph input (through views): the session checks those feeds before the native run,
+    since generated code only clamps an out-of-range index to stay inside memory."""
+    from onnxc.ir.ops.registry import get_op
+
+    position = {id(v): k for k, v in enumerate(graph.inputs)}
+    checks = []
+
+    def visit(nodes):
+        for node in nodes:
+            if node.op == "Fused":
+                visit(node.subgraphs["body"].nodes)
+                continue
+            if node.op not in ("Gather", "GatherElements") or len(node.inputs) < 2:
+                continue
+            v = node.inputs[1]
+            while v is not None and v.producer is not None and \
+                    get_op(v.producer.op).kind == "view":
+                v = v.producer.inputs[0]
+            data = node.inputs[0]
+            if v is None or id(v) not in position or not data.type.rank:
+                continue
+            n = data.shape[int(node.attrs.get("axis", 0)) % data.type.rank]
+            if not isinstance(n, int):
+                continue
+            onnx_name, onnx_op = node.origin[0] if node.origin else (node.name, node.op)
+            checks.append([position[id(v)], int(n), onnx_name, onnx_op])
+
+    visit(graph.nodes)
+    return checks
 
 
 def _build_cuda(plan, options: CompileOptions) -> Executable:

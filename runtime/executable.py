@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import ctypes
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,10 +41,13 @@ class Executable:
     llvm_ir: str = ""  # generated source: LLVM IR (cpu) or CUDA C (cuda, cuda-sim)
     backend: str = "cpu"  # "cpu", "cuda" (object_code is a fatbin) or "cuda-sim"
     launches: list | None = None  # cuda: the kernel launches in order
+    # [input position, axis size, node, op]: fed Gather indices checked before each run
+    index_checks: list = field(default_factory=list)
 
     def __post_init__(self):
         self._loaded = None
         self._const_ptrs = None
+        self._arenas = threading.local()  # one arena per thread, reused across its runs
 
     def load(self) -> None:
         """Link the machine code into this process (once)."""
@@ -66,7 +70,12 @@ class Executable:
             self._const_ptrs = ptrs
 
     def run(self, feeds: list[np.ndarray], num_threads: int) -> list[np.ndarray]:
-        """Run with validated, contiguous feeds in input order; returns fresh output arrays."""
+        """Run with validated, contiguous feeds in input order; returns fresh output arrays.
+
+        Runs share only read-only code and weights: each thread has its own arena (reused by
+        its next run) and every run fresh outputs, so one executable runs in many threads at
+        once, in parallel, since the native call releases the GIL."""
+        self.check_indices(feeds)
         self.load()
         if self.backend == "cuda":
             return self._loaded.run(self.launches, feeds, self.outputs, self.arena_bytes)
@@ -77,19 +86,26 @@ class Executable:
             run_launches(self._loaded, self.launches, feeds, outs, self.constants,
                          self.arena_bytes)
             return outs
-        arena = np.empty(self.arena_bytes + 64, dtype=np.uint8)
-        base = arena.ctypes.data
-        base += (-base) % 64
+        base = self._arena_base()
         in_ptrs = (ctypes.c_void_p * max(len(feeds), 1))(*[f.ctypes.data for f in feeds])
         out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
         # ctypes releases the GIL for the whole native run.
         self._loaded.main(in_ptrs, out_ptrs, self._const_ptrs, base, num_threads)
         return outs
 
+    def _arena_base(self) -> int:
+        """This thread's 64-byte aligned arena (allocated on its first run)."""
+        arena = getattr(self._arenas, "buffer", None)
+        if arena is None:
+            arena = self._arenas.buffer = np.empty(self.arena_bytes + 64, dtype=np.uint8)
+        base = arena.ctypes.data
+        return base + (-base) % 64
+
     def profile(self, feeds: list[np.ndarray], num_threads: int) -> list[tuple[str, float]]:
         """Run kernel by kernel from Python, timing each: (kernel name, seconds)."""
         import time
 
+        self.check_indices(feeds)
         self.load()
         outs = [np.empty(o.shape, dtype=o.dtype) for o in self.outputs]
         arena = np.empty(self.arena_bytes + 64, dtype=np.uint8)
@@ -105,6 +121,20 @@ class Executable:
             fn(params, num_threads)
             timings.append((k.name, time.perf_counter() - start))
         return timings
+
+    def check_indices(self, feeds: list[np.ndarray]) -> None:
+        """InputError for a fed Gather index outside [-n, n-1] (ONNX's negative-index rule)."""
+        for position, n, node, op in self.index_checks:
+            idx = feeds[position]
+            if idx.size == 0:
+                continue
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < -n or hi >= n:
+                bad = lo if lo < -n else hi
+                name = self.inputs[position].name
+                raise InputError(f"input {name!r}: index {bad} is out of range for node "
+                                 f"{node!r} ({op}), whose axis has size {n}; indices must lie "
+                                 f"in [{-n}, {n - 1}]", input_name=name)
 
     @property
     def weight_bytes(self) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 
 from onnxc.ir import Graph, Node, Value
 from onnxc.ir.compute import build_kernel
+from onnxc.ir.errors import CompileError, OnnxcError
 from onnxc.ir.kernel import Kernel, Reduce, index_loads, loads, same_position, walk
 from onnxc.ir.ops.registry import get_op
 
@@ -52,9 +53,16 @@ class ExecutionPlan:
 
 
 def _kernel_for(node: Node) -> Kernel:
-    if node.op == "Fused":
-        return build_kernel(node.subgraphs["body"].nodes, node.outputs)
-    return build_kernel([node], node.outputs)
+    try:
+        if node.op == "Fused":
+            return build_kernel(node.subgraphs["body"].nodes, node.outputs)
+        return build_kernel([node], node.outputs)
+    except OnnxcError:
+        raise
+    except Exception as exc:  # a bug in onnxc or a check missing upstream: say which node
+        names = ", ".join(f"{n!r} ({op})" for n, op in (node.origin or [(node.name, node.op)]))
+        raise CompileError(f"cannot build the kernel for node(s) {names}: "
+                           f"{type(exc).__name__}: {exc}") from exc
 
 
 def make_plan(graph: Graph) -> ExecutionPlan:

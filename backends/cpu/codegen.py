@@ -155,9 +155,14 @@ def _outer_extent(st: Stage, shapes, vw: int) -> int:
 
 
 def _top_reduces(expr: Expr) -> list[Reduce]:
-    found, stack = [], [expr]
+    # Expressions are DAGs (fusion shares sub-expressions): visit each node once, or a chain
+    # of fused activations that each read their input twice costs 2**depth steps.
+    found, stack, seen = [], [expr], set()
     while stack:
         e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
         if isinstance(e, Reduce):
             found.append(e)
         elif isinstance(e, Op):

@@ -69,10 +69,17 @@ register(OpDef("Fused", _fused_infer, kind="fused",
                doc="a group of nodes compiled as one kernel; members in subgraphs['body']"))
 
 
+_LOADED: list[bool] = []
+
+
 def _load_all() -> None:
-    # The op modules register themselves on import.
+    # The op modules register themselves on import. get_op runs per node in every pass, so
+    # the import statement (a few microseconds even when cached) runs only once.
+    if _LOADED:
+        return
     from . import (activations, elementwise, layernorm, linalg, nn,  # noqa: F401
                    placement_ops, reduction, shape_ops)
+    _LOADED.append(True)
 
 
 # -- shape helpers shared by op modules --------------------------------------------------------
