@@ -135,8 +135,14 @@ def _place(proto, shapes, devices: list[Device], pins, options: CompileOptions,
             for seg in placed.segments:
                 seg.device = next(d for d in devices if d.name == seg.device.name)
             return graph, placed
+        # Devices with the same capacity are interchangeable to the placer (the next try may
+        # put the overflowing segment on a twin): tighten the twins alike.
         for name, excess in over.items():
-            budgets[name] -= excess + 64 * 1024
+            size = next(d.memory_bytes for d in devices if d.name == name)
+            tighter = budgets[name] - excess - 64 * 1024
+            for d in devices:
+                if d.memory_bytes == size:
+                    budgets[d.name] = min(budgets[d.name], tighter)
     raise CompileError(f"could not fit the partitions' memory plans into the devices after "
                        f"{attempt + 1} placements (overflow: {over} bytes)")
 
