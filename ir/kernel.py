@@ -167,10 +167,12 @@ class Var(Ix):
 # --------------------------------------------------------------------------------------------
 # Scalar expressions
 # --------------------------------------------------------------------------------------------
-# "round" rounds half to even; "mod" is C's remainder (fmod: the sign of the dividend).
+# "round" rounds half to even; "mod" is C's remainder (fmod: the sign of the dividend);
+# "and", "or", "xor" are bitwise on integers (logical on bool); "shl" and "shr" (arithmetic
+# for signed types) are defined for shift amounts in [0, bit width) only.
 UNARY = {"neg", "exp", "log", "sqrt", "tanh", "abs", "floor", "ceil", "round", "not", "erf", "sin",
-         "cos"}
-BINARY = {"add", "sub", "mul", "div", "max", "min", "pow", "mod", "and", "or", "xor"}
+         "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh"}
+BINARY = {"add", "sub", "mul", "div", "max", "min", "pow", "mod", "and", "or", "xor", "shl", "shr"}
 COMPARE = {"lt", "le", "gt", "ge", "eq", "ne"}
 
 
