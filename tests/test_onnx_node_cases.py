@@ -29,7 +29,8 @@ SUPPORTED = [
     "less", "where", "tril", "triu", "bitwise", "bitshift",
     "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "swish",
     "reduce_l1", "reduce_l2", "reduce_log_sum", "reduce_log_sum_exp", "reduce_sum_square",
-    "castlike",
+    "castlike", "convtranspose", "instancenorm", "group_normalization", "mvn", "l1normalization",
+    "l2normalization", "lpnormalization", "rms_normalization",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {
