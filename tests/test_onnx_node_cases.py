@@ -30,7 +30,7 @@ SUPPORTED = [
     "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "swish",
     "reduce_l1", "reduce_l2", "reduce_log_sum", "reduce_log_sum_exp", "reduce_sum_square",
     "castlike", "convtranspose", "instancenorm", "group_normalization", "mvn", "l1normalization",
-    "l2normalization", "lpnormalization", "rms_normalization",
+    "l2normalization", "lpnormalization", "rms_normalization", "resize", "upsample",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {

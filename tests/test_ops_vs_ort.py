@@ -25,9 +25,16 @@ def one_node_model(node: onnx.NodeProto, feeds: dict[str, np.ndarray],
 
 
 def check_vs_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], target: str = "cpu",
-                 rtol: float = 1e-4, atol: float = 1e-4) -> None:
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    want = sess.run(None, feeds)
+                 rtol: float = 1e-4, atol: float = 1e-4, reference: bool = False) -> None:
+    """Compare with onnxruntime, or with onnx's ReferenceEvaluator when ``reference``."""
+    if reference:
+        from onnx.reference import ReferenceEvaluator
+
+        want = ReferenceEvaluator(model).run(None, feeds)
+    else:
+        sess = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        want = sess.run(None, feeds)
     got = onnxc.compile(model, target=target).run(None, feeds)
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -91,3 +98,65 @@ def test_instance_and_group_norm_vs_onnxruntime() -> None:
     check_vs_ort(one_node_model(node, {"x": x}), {"x": x})
     node = helper.make_node("MeanVarianceNormalization", ["x"], ["y"], axes=[1, 3])
     check_vs_ort(one_node_model(node, {"x": x}), {"x": x})
+
+
+# -- Resize --------------------------------------------------------------------------------------
+RESIZE = [
+    # (mode, coordinate mode, extra attributes, scales or None, sizes or None)
+    ("nearest", "asymmetric", {"nearest_mode": "floor"}, [1, 1, 2.0, 3.0], None),
+    ("nearest", "half_pixel", {"nearest_mode": "round_prefer_ceil"}, [1, 1, 0.7, 1.6], None),
+    ("nearest", "align_corners", {"nearest_mode": "round_prefer_floor"}, None, [2, 3, 7, 4]),
+    ("nearest", "pytorch_half_pixel", {"nearest_mode": "ceil"}, None, [2, 3, 3, 11]),
+    ("linear", "half_pixel", {}, [1, 1, 2.0, 2.0], None),
+    ("linear", "pytorch_half_pixel", {}, None, [2, 3, 1, 9]),
+    ("linear", "align_corners", {}, [1, 1, 0.6, 1.5], None),
+    ("linear", "half_pixel_symmetric", {}, [1, 1, 1.3, 0.7], None),
+    ("linear", "half_pixel", {"antialias": 1}, [1, 1, 0.4, 0.6], None),
+    ("cubic", "half_pixel", {}, [1, 1, 1.6, 2.5], None),
+    ("cubic", "asymmetric", {"cubic_coeff_a": -0.5, "exclude_outside": 1}, [1, 1, 0.7, 1.4],
+     None),
+    ("cubic", "half_pixel", {"antialias": 1}, None, [2, 3, 3, 2]),
+]
+
+
+@pytest.mark.parametrize("mode,coord,attrs,scales,sizes", RESIZE)
+def test_resize_vs_onnxruntime(mode, coord, attrs, scales, sizes) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    consts = {"roi": np.zeros(0, np.float32)}
+    if scales is not None:
+        consts["scales"] = np.array(scales, np.float32)
+        inputs = ["x", "roi", "scales"]
+    else:
+        consts["sizes"] = np.array(sizes, np.int64)
+        inputs = ["x", "roi", "", "sizes"]
+    node = helper.make_node("Resize", inputs, ["y"], mode=mode,
+                            coordinate_transformation_mode=coord, **attrs)
+    check_vs_ort(one_node_model(node, {"x": x}, consts), {"x": x})
+
+
+@pytest.mark.parametrize("mode,coord,scales", [("nearest", "half_pixel", [1, 1, 0.6, 1.7]),
+                                               ("linear", "align_corners", [1, 1, 0.5, 1.5])])
+def test_resize_fractional_output_length_vs_reference(mode, coord, scales) -> None:
+    """With scales whose output length is not whole (5 * 0.6 = 3, 5 * 0.5 = 2.5), the spec
+    maps coordinates with the unrounded length; onnxruntime uses the rounded one."""
+    x = np.random.default_rng(5).standard_normal((1, 2, 5, 6)).astype(np.float32)
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                            coordinate_transformation_mode=coord)
+    model = one_node_model(node, {"x": x}, {"scales": np.array(scales, np.float32)})
+    check_vs_ort(model, {"x": x}, reference=True)
+
+
+def test_resize_integer_nearest_and_crop_and_resize() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 255, (1, 2, 4, 5)).astype(np.uint8)
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")
+    check_vs_ort(one_node_model(node, {"x": x}, {"scales": np.array([1, 1, 2.5, 1.5],
+                                                                     np.float32)}), {"x": x})
+    xf = rng.standard_normal((1, 2, 6, 5)).astype(np.float32)
+    roi = np.array([0, 0, -0.2, 0.3, 1, 1, 0.8, 1.3], np.float32)
+    node = helper.make_node("Resize", ["x", "roi", "", "sizes"], ["y"], mode="linear",
+                            coordinate_transformation_mode="tf_crop_and_resize",
+                            extrapolation_value=-3.0)
+    check_vs_ort(one_node_model(node, {"x": xf}, {"roi": roi, "sizes": np.array(
+        [1, 2, 7, 4], np.int64)}), {"x": xf})
