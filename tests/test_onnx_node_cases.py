@@ -31,12 +31,15 @@ SUPPORTED = [
     "reduce_l1", "reduce_l2", "reduce_log_sum", "reduce_log_sum_exp", "reduce_sum_square",
     "castlike", "convtranspose", "instancenorm", "group_normalization", "mvn", "l1normalization",
     "l2normalization", "lpnormalization", "rms_normalization", "resize", "upsample",
+    "argmax", "argmin", "hardmax", "top_k", "cumsum", "onehot", "gathernd", "scatter",
+    "scatternd", "scatter_elements", "nonzero", "unique", "eyelike",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {
     "element types not supported yet: bfloat16, float8, float4, int2/int4 (issue 3)": [
         r"test_cast(like)?_.*(BFLOAT16|FLOAT8|FLOAT4|INT2|INT4|UINT2|UINT4|E8M0).*",
-        r"test_celu_bfloat16.*", r"test_range_bfloat16.*",
+        r"test_celu_bfloat16.*", r"test_range_bfloat16.*", r"test_onehot_with_bfloat16.*",
+        r"test_unique_bfloat16.*",
     ],
     "string tensors are not supported (no string element type)": [r"test_equal_string.*"],
     "BatchNormalization in training mode (issue 3)": [r"test_batchnorm_.*training_mode.*"],

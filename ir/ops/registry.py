@@ -71,7 +71,8 @@ register(OpDef("Fused", _fused_infer, kind="fused",
 
 def _load_all() -> None:
     # The op modules register themselves on import.
-    from . import activations, elementwise, linalg, nn, reduction, shape_ops  # noqa: F401
+    from . import (activations, elementwise, index_ops, linalg, nn, reduction,  # noqa: F401
+                   shape_ops)
 
 
 # -- shape helpers shared by op modules --------------------------------------------------------
