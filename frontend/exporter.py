@@ -22,10 +22,11 @@ SAME_NAME = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid",
              "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Identity", "Less", "LessOrEqual",
              "Greater", "GreaterOrEqual", "Equal", "And", "Or", "Xor", "Not", "Where", "MatMul",
              "PRelu", "Softplus", "Softsign", "Sign", "Erf", "Floor", "Ceil", "Round", "Sin",
-             "Cos", "IsNaN"}
+             "Cos", "IsNaN", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh",
+             "Atanh"}
 # Core ops whose attributes are ONNX attributes of the same name and meaning.
 SAME_ATTRS = {"Elu", "Selu", "HardSigmoid", "ThresholdedRelu", "Shrink", "IsInf", "Mod", "Gather",
-              "GatherElements"}
+              "GatherElements", "ArgMax", "ArgMin", "GatherND"}
 
 
 class _Writer:
@@ -108,6 +109,17 @@ def _write_node(w: _Writer, node: Node) -> None:
         "Trilu": lambda: w.emit("Trilu", node, ins + [w.constant(
             np.array(a.get("k", 0), dtype=np.int64), node.outputs[0].name + "_k")],
             upper=int(a.get("upper", 1))),
+        "TopK": lambda: w.emit("TopK", node, ins + [w.constant(
+            np.array([a["k"]], dtype=np.int64), node.outputs[0].name + "_k")],
+            axis=int(a.get("axis", -1)), largest=int(a.get("largest", 1))),
+        "CumSum": lambda: w.emit("CumSum", node, ins + [w.constant(
+            np.array(a["axis"], dtype=np.int64), node.outputs[0].name + "_axis")],
+            exclusive=int(a.get("exclusive", 0)), reverse=int(a.get("reverse", 0))),
+        "OneHot": lambda: w.emit("OneHot", node, [ins[0], w.constant(
+            np.array(a["depth"], dtype=np.int64), node.outputs[0].name + "_depth"), ins[1]],
+            axis=int(a.get("axis", -1))),
+        "ScatterElements": lambda: _scatter(w, node, ins, axis=int(a.get("axis", 0))),
+        "ScatterND": lambda: _scatter(w, node, ins),
     }
     if node.op in SAME_NAME:
         w.emit(node.op, node, ins)
@@ -122,6 +134,13 @@ def _write_node(w: _Writer, node: Node) -> None:
             _write_node(w, member)
     else:
         raise OnnxcError(f"cannot write core op {node.op} (node {node.name!r}) back to ONNX")
+
+
+def _scatter(w: _Writer, node: Node, ins: list[str], **attrs) -> None:
+    reduction = node.attrs.get("reduction", "none")
+    if reduction in ("max", "min"):
+        raise OnnxcError(f"{node.op} {node.name!r} with reduction={reduction} needs opset 18")
+    w.emit(node.op, node, ins, reduction=reduction, **attrs)
 
 
 def _avgpool(w: _Writer, node: Node, ins: list[str]) -> None:

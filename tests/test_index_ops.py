@@ -110,3 +110,36 @@ def test_scatters_and_topk_on_cuda_sim() -> None:
         initializer=[helper.make_tensor("k", 7, [1], [3])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     check_vs_ort(model, {"d": data, "i": idx, "u": upd}, target="cuda-sim")
+
+
+def test_new_ops_round_trip_through_optimize() -> None:
+    """onnxc.optimize writes the new core ops back as standard ONNX (opset 17)."""
+    import onnx
+    import onnxruntime as ort
+
+    import onnxc
+
+    x = RNG.standard_normal((3, 6)).astype(np.float32)
+    idx = np.array([[1], [0]], np.int64)
+    nodes = [helper.make_node("ArgMax", ["x"], ["a"], axis=1, keepdims=0),
+             helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1),
+             helper.make_node("CumSum", ["x", "ax"], ["c"]),
+             helper.make_node("OneHot", ["a", "depth", "vals"], ["o"]),
+             helper.make_node("GatherND", ["x", "gi"], ["g"]),
+             helper.make_node("ScatterND", ["x", "gi", "upd"], ["s"], reduction="add"),
+             helper.make_node("Atan", ["x"], ["t"])]
+    consts = {"k": np.array([2], np.int64), "ax": np.array(1, np.int64),
+              "depth": np.array(6, np.int64), "vals": np.array([0, 1], np.float32),
+              "gi": idx, "upd": RNG.standard_normal((2, 6)).astype(np.float32)}
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", 1, x.shape)],
+        [helper.make_empty_tensor_value_info(n) for n in ("a", "v", "i", "c", "o", "g", "s",
+                                                          "t")],
+        initializer=[onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    optimized = onnxc.optimize(model)
+    onnx.checker.check_model(optimized, full_check=True)
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+           for m in (model, optimized)]
+    for want, got in zip(*(r.run(None, {"x": x}) for r in run)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
