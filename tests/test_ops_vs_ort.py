@@ -160,3 +160,31 @@ def test_resize_integer_nearest_and_crop_and_resize() -> None:
                             extrapolation_value=-3.0)
     check_vs_ort(one_node_model(node, {"x": xf}, {"roi": roi, "sizes": np.array(
         [1, 2, 7, 4], np.int64)}), {"x": xf})
+
+
+# -- Einsum --------------------------------------------------------------------------------------
+EINSUM = [
+    ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),
+    ("ij,jk", [(3, 4), (4, 5)]),
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (3, 4, 2)]),
+    ("ii->", [(4, 4)]),
+    ("iij->j", [(3, 3, 2)]),
+    ("ij,ij->", [(3, 4), (3, 4)]),
+    ("i,j->ij", [(3,), (5,)]),
+    ("bij,bjk,bkl->bil", [(2, 3, 4), (2, 4, 5), (2, 5, 3)]),
+    ("ijk->kji", [(2, 3, 4)]),
+    ("abc,cd->abd", [(2, 3, 4), (4, 5)]),
+    ("ab,b->a", [(3, 4), (4,)]),
+    ("nchw,kc->nkhw", [(1, 3, 2, 2), (4, 3)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUM)
+def test_einsum_vs_numpy(equation, shapes) -> None:
+    rng = np.random.default_rng(6)
+    feeds = {f"x{k}": rng.standard_normal(s).astype(np.float32) for k, s in enumerate(shapes)}
+    node = helper.make_node("Einsum", list(feeds), ["y"], equation=equation)
+    got = onnxc.compile(one_node_model(node, feeds, opset=12)).run(None, feeds)[0]
+    want = np.einsum(equation, *feeds.values())
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
