@@ -32,15 +32,19 @@ SUPPORTED = [
     "castlike", "convtranspose", "instancenorm", "group_normalization", "mvn", "l1normalization",
     "l2normalization", "lpnormalization", "rms_normalization", "resize", "upsample",
     "argmax", "argmin", "hardmax", "top_k", "cumsum", "onehot", "gathernd", "scatter",
-    "scatternd", "scatter_elements", "nonzero", "unique", "eyelike", "einsum",
+    "scatternd", "scatter_elements", "nonzero", "unique", "eyelike", "einsum", "attention",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {
     "element types not supported yet: bfloat16, float8, float4, int2/int4 (issue 3)": [
         r"test_cast(like)?_.*(BFLOAT16|FLOAT8|FLOAT4|INT2|INT4|UINT2|UINT4|E8M0).*",
         r"test_celu_bfloat16.*", r"test_range_bfloat16.*", r"test_onehot_with_bfloat16.*",
-        r"test_unique_bfloat16.*", r"test_einsum_.*bfloat16.*",
+        r"test_unique_bfloat16.*", r"test_einsum_.*bfloat16.*", r"test_attention_.*bf16.*",
     ],
+    "float16 Attention differs from the reference by 1-2 float16 ulps (onnxc computes in float32 "
+    "inside a kernel and rounds at stores; the reference rounds every op), above rtol 1e-3": [
+        r"test_attention_4d_fp16.*", r"test_attention_4d_gqa_with_past_and_present_fp16.*",
+        r"test_attention_4d_causal_fp16.*"],
     "string tensors are not supported (no string element type)": [r"test_equal_string.*"],
     "BatchNormalization in training mode (issue 3)": [r"test_batchnorm_.*training_mode.*"],
     "MaxPool's Indices output (issue 3)": [r"test_maxpool_with_argmax_.*"],
