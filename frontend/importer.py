@@ -69,10 +69,29 @@ class ImportContext:
         v = self.input(k)
         if v is None:
             return None
-        if v.const is None and v.producer is None and v in self.graph.inputs and \
-                v.type.is_static and v.type.numel() <= MAX_SPECIALIZED_ELEMENTS:
-            raise InputValueNeeded(v.name)
+        if v.const is None:
+            small = self._small_sources(v)
+            if small:  # computed from small graph inputs only: specialize on them
+                raise InputValueNeeded(small[0].name)
         return v.const
+
+    def _small_sources(self, v: Value) -> list[Value]:
+        """The graph inputs ``v`` is computed from, if all of them are small enough to
+        specialize on (and everything else it reads is constant); else []."""
+        found, stack, seen = [], [v], set()
+        while stack:
+            u = stack.pop()
+            if id(u) in seen or u.const is not None:
+                continue
+            seen.add(id(u))
+            if u.producer is None:
+                if not (u in self.graph.inputs and u.type.is_static and
+                        u.type.numel() <= MAX_SPECIALIZED_ELEMENTS):
+                    return []
+                found.append(u)
+            else:
+                stack.extend(w for w in u.producer.inputs if w is not None)
+        return found
 
     def require_const(self, k: int, what: str) -> np.ndarray:
         v = self.input(k)

@@ -183,3 +183,52 @@ def _attention(ctx: ImportContext, node):
         y = ctx.add1("Reshape", [y], {"shape": (y.shape[0], y.shape[1],
                                                y.shape[2] * y.shape[3])})
     return [y, present_k, present_v, qk_out]
+
+
+@onnx_op("RotaryEmbedding")
+def _rotary(ctx: ImportContext, node):
+    """Rotate pairs of the first rotary_embedding_dim features of each head by cos/sin of
+    the position: halves (x1 | x2) or interleaved pairs (x1, x2, x1, x2, ...)."""
+    x, cos, sin, pos = (ctx.input(i) for i in range(4))
+    shape = tuple(x.shape)
+    if x.type.rank == 4:  # (B, H, S, D) -> (B, S, H, D)
+        x = ctx.add1("Transpose", [x], {"perm": (0, 2, 1, 3)})
+    elif x.type.rank == 3:
+        heads = int(ctx.attr("num_heads", 0))
+        if heads < 1 or shape[2] % heads:
+            raise ctx.error(f"3-D input {x.type} needs num_heads dividing its hidden size")
+        x = ctx.add1("Reshape", [x], {"shape": (shape[0], shape[1], heads, shape[2] // heads)})
+    else:
+        raise ctx.error(f"input must be 3-D or 4-D, got {x.type}")
+    b, s, h, d = x.shape
+    rot = int(ctx.attr("rotary_embedding_dim", 0)) or d
+    half = rot // 2
+    if pos is not None:
+        cos, sin = (ctx.add1("Gather", [c, pos], {"axis": 0}) for c in (cos, sin))
+    if cos.shape[-1] != half or sin.shape[-1] != half:
+        raise ctx.error(f"cos/sin caches must end in rotary_embedding_dim / 2 = {half}, got "
+                        f"{cos.type} and {sin.type}")
+    cos, sin = (ctx.add1("Reshape", [c], {"shape": tuple(c.shape[:-1]) + (1, half)})
+                for c in (cos, sin))
+
+    def cut(t, start, end, step=1):
+        return ctx.add1("Slice", [t], {"starts": (start,), "ends": (end,), "axes": (3,),
+                                       "steps": (step,)})
+
+    interleaved = bool(ctx.attr("interleaved", 0))
+    x1, x2 = (cut(x, 0, rot, 2), cut(x, 1, rot, 2)) if interleaved else \
+        (cut(x, 0, half), cut(x, half, rot))
+    real = ctx.add1("Sub", [ctx.add1("Mul", [cos, x1]), ctx.add1("Mul", [sin, x2])])
+    imag = ctx.add1("Add", [ctx.add1("Mul", [sin, x1]), ctx.add1("Mul", [cos, x2])])
+    if interleaved:
+        pair = (b, s, h, half, 1)
+        y = ctx.add1("Concat", [ctx.add1("Reshape", [real], {"shape": pair}),
+                                ctx.add1("Reshape", [imag], {"shape": pair})], {"axis": 4})
+        y = ctx.add1("Reshape", [y], {"shape": (b, s, h, rot)})
+    else:
+        y = ctx.add1("Concat", [real, imag], {"axis": 3})
+    if rot < d:
+        y = ctx.add1("Concat", [y, cut(x, rot, d)], {"axis": 3})
+    if len(shape) == 4:
+        return [ctx.add1("Transpose", [y], {"perm": (0, 2, 1, 3)})]
+    return [ctx.add1("Reshape", [y], {"shape": shape})]

@@ -47,9 +47,9 @@ def _topk(ctx: ImportContext, node):
     return ctx.add("TopK", [x], attrs)
 
 
-@onnx_op("CumSum")
+@onnx_op("CumSum", "CumProd")
 def _cumsum(ctx: ImportContext, node):
-    return ctx.add("CumSum", [ctx.input(0)], {
+    return ctx.add(node.op_type, [ctx.input(0)], {
         "axis": _int(ctx, 1, "axis"), "exclusive": int(ctx.attr("exclusive", 0)),
         "reverse": int(ctx.attr("reverse", 0))})
 
@@ -136,3 +136,21 @@ def _eyelike(ctx: ImportContext, node):
         np_dtype = dtype_from_onnx(dtype, "EyeLike: ").np
     eye = np.eye(x.shape[0], x.shape[1], k=int(ctx.attr("k", 0)), dtype=np_dtype)
     return [ctx.constant(eye, node.output[0])]
+
+
+@onnx_op("HannWindow", "HammingWindow", "BlackmanWindow")
+def _window(ctx: ImportContext, node):
+    """A constant: the window's formula as onnx's reference evaluates it."""
+    from .onnx_types import dtype_from_onnx
+
+    size = _int(ctx, 0, "size")
+    dtype = dtype_from_onnx(ctx.attr("output_datatype", 1), f"{node.op_type}: ").np
+    n = size if ctx.attr("periodic", 1) == 1 else size - 1
+    i = np.arange(size, dtype=np.float64)
+    if node.op_type == "HannWindow":
+        w = np.sin(i * np.pi / n) ** 2
+    elif node.op_type == "HammingWindow":
+        w = 25 / 46 - np.cos(i * np.pi * 2 / n) * (1 - 25 / 46)
+    else:
+        w = 0.42 - 0.5 * np.cos(i * np.pi * 2 / n) + 0.08 * np.cos(i * np.pi * 4 / n)
+    return [ctx.constant(w.astype(dtype), node.output[0])]

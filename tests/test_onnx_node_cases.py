@@ -33,6 +33,7 @@ SUPPORTED = [
     "l2normalization", "lpnormalization", "rms_normalization", "resize", "upsample",
     "argmax", "argmin", "hardmax", "top_k", "cumsum", "onehot", "gathernd", "scatter",
     "scatternd", "scatter_elements", "nonzero", "unique", "eyelike", "einsum", "attention",
+    "cumprod", "hannwindow", "hammingwindow", "blackmanwindow", "rotary_embedding",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {

@@ -159,38 +159,50 @@ register(OpDef("TopK", _topk_infer, _topk_compute, _topk_reference, kind="opaque
                doc="attrs k (constant), axis, largest; outputs values, indices (sorted)"))
 
 
-# -- CumSum --------------------------------------------------------------------------------------
+# -- CumSum / CumProd ----------------------------------------------------------------------------
 def _cumsum_infer(types, attrs, consts):
     normalize_axis(attrs["axis"], types[0].rank)
     return [types[0]]
 
 
-def _cumsum_compute(ins, outs, attrs):
-    x, out = ins[0], outs[0]
-    axis = normalize_axis(attrs["axis"], len(x.shape))
-    exclusive, reverse = bool(attrs.get("exclusive", 0)), bool(attrs.get("reverse", 0))
-    cmp = {(0, 0): "le", (1, 0): "lt", (0, 1): "ge", (1, 1): "gt"}[(exclusive, reverse)]
+def _cumulative(kind: str):
+    def compute(ins, outs, attrs):
+        x, out = ins[0], outs[0]
+        axis = normalize_axis(attrs["axis"], len(x.shape))
+        exclusive, reverse = bool(attrs.get("exclusive", 0)), bool(attrs.get("reverse", 0))
+        cmp = {(0, 0): "le", (1, 0): "lt", (0, 1): "ge", (1, 1): "gt"}[(exclusive, reverse)]
+        unit = const(0 if kind == "sum" else 1, x.dtype)
 
-    def body(*v):
-        return reduce("sum", [x.shape[axis]], lambda r: select(
-            call(cmp, _iv(r), _iv(v[axis])), x[_along(v, axis, r)], const(0, x.dtype)))
+        def body(*v):
+            return reduce(kind, [x.shape[axis]], lambda r: select(
+                call(cmp, _iv(r), _iv(v[axis])), x[_along(v, axis, r)], unit))
 
-    return [stage(out.name, out.shape, body)]
+        return [stage(out.name, out.shape, body)]
 
-
-def _cumsum_reference(arrays, attrs):
-    x = arrays[0]
-    axis = normalize_axis(attrs["axis"], x.ndim)
-    if attrs.get("reverse", 0):
-        x = np.flip(x, axis)
-    y = np.cumsum(x, axis=axis, dtype=x.dtype)
-    if attrs.get("exclusive", 0):
-        y = np.concatenate([np.zeros_like(np.take(y, [0], axis=axis)),
-                            np.take(y, np.arange(x.shape[axis] - 1), axis=axis)], axis=axis)
-    return [np.flip(y, axis) if attrs.get("reverse", 0) else y]
+    return compute
 
 
-register(OpDef("CumSum", _cumsum_infer, _cumsum_compute, _cumsum_reference, kind="reduction",
+def _cumulative_reference(fn, unit):
+    def reference(arrays, attrs):
+        x = arrays[0]
+        axis = normalize_axis(attrs["axis"], x.ndim)
+        if attrs.get("reverse", 0):
+            x = np.flip(x, axis)
+        y = fn(x, axis=axis, dtype=x.dtype)
+        if attrs.get("exclusive", 0):
+            y = np.concatenate([np.full_like(np.take(y, [0], axis=axis), unit),
+                                np.take(y, np.arange(x.shape[axis] - 1), axis=axis)],
+                               axis=axis)
+        return [np.flip(y, axis) if attrs.get("reverse", 0) else y]
+
+    return reference
+
+
+register(OpDef("CumSum", _cumsum_infer, _cumulative("sum"),
+               _cumulative_reference(np.cumsum, 0), kind="reduction",
+               doc="attrs axis, exclusive, reverse"))
+register(OpDef("CumProd", _cumsum_infer, _cumulative("prod"),
+               _cumulative_reference(np.cumprod, 1), kind="reduction",
                doc="attrs axis, exclusive, reverse"))
 
 
