@@ -196,7 +196,7 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
     """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims and
     ``input_values`` makes the named inputs compile-time constants."""
     from . import (onnx_attention, onnx_einsum, onnx_index, onnx_math,  # noqa: F401
-                   onnx_nn, onnx_ops, onnx_resize, onnx_rnn, onnx_shape_ops)
+                   onnx_nn, onnx_ops, onnx_quant, onnx_resize, onnx_rnn, onnx_shape_ops)
 
     opset = default_opset(model)
     if opset > SUPPORTED_OPSET:
