@@ -195,7 +195,7 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
                  input_values: dict[str, np.ndarray] | None = None) -> Graph:
     """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims and
     ``input_values`` makes the named inputs compile-time constants."""
-    from . import (onnx_attention, onnx_einsum, onnx_index, onnx_math,  # noqa: F401
+    from . import (onnx_attention, onnx_einsum, onnx_index, onnx_math, onnx_misc,  # noqa: F401
                    onnx_nn, onnx_ops, onnx_quant, onnx_resize, onnx_rnn, onnx_shape_ops)
 
     opset = default_opset(model)

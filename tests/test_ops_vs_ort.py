@@ -188,3 +188,21 @@ def test_einsum_vs_numpy(equation, shapes) -> None:
     want = np.einsum(equation, *feeds.values())
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+# -- small compositions --------------------------------------------------------------------------
+def test_lppool_reversesequence_centercroppad_vs_onnxruntime() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    for p, attrs in ((2, dict(kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1])),
+                     (3, dict(kernel_shape=[2, 3], dilations=[2, 1])),
+                     (1, dict(kernel_shape=[3, 3], auto_pad="SAME_UPPER"))):
+        node = helper.make_node("LpPool", ["x"], ["y"], p=p, **attrs)
+        check_vs_ort(one_node_model(node, {"x": x}, opset=18), {"x": x})
+    seq = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    node = helper.make_node("ReverseSequence", ["x", "n"], ["y"], batch_axis=1, time_axis=0)
+    lens = np.array([5, 0, 3], np.int64)
+    check_vs_ort(one_node_model(node, {"x": seq, "n": lens}), {"x": seq, "n": lens})
+    node = helper.make_node("CenterCropPad", ["x", "s"], ["y"], axes=[2, 3])
+    check_vs_ort(one_node_model(node, {"x": x}, {"s": np.array([4, 9], np.int64)}, opset=18),
+                 {"x": x}, reference=True)

@@ -1,0 +1,104 @@
+"""Importers for smaller ops that are compositions of core ops: SwiGLU, CenterCropPad, LpPool,
+ReverseSequence, Compress, MaxPool's Indices output."""
+from __future__ import annotations
+
+import numpy as np
+
+from onnxc.ir.dtypes import DType
+from onnxc.ir.ops.nn import conv_output_size
+
+from .importer import ImportContext, onnx_op
+from .onnx_ops import _pool_attrs
+
+
+def _ints(array) -> list[int]:
+    return [int(v) for v in np.asarray(array).reshape(-1)]
+
+
+@onnx_op("SwiGLU")
+def _swiglu(ctx: ImportContext, node):
+    """a * sigmoid(alpha * a) * b."""
+    a, b = ctx.input(0), ctx.input(1)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        raise ctx.error(f"A and B must have one shape and type, got {a.type} and {b.type}")
+    alpha = float(ctx.attr("alpha", 1.0))
+    z = a if alpha == 1.0 else ctx.add1("Mul", [a, ctx.constant(np.array(alpha, a.dtype.np))])
+    return [ctx.add1("Mul", [ctx.add1("Mul", [a, ctx.add1("Sigmoid", [z])]), b])]
+
+
+@onnx_op("CenterCropPad")
+def _center_crop_pad(ctx: ImportContext, node):
+    """Crop or zero-pad each axis to the wanted size, centred (the odd element goes last):
+    one Pad with negative (cropping) and positive pads."""
+    x = ctx.input(0)
+    shape = _ints(ctx.require_const(1, "shape"))
+    rank = x.type.rank
+    axes = ctx.attr("axes")
+    axes = list(range(rank)) if axes is None else [a % rank for a in axes]
+    if len(axes) != len(shape):
+        raise ctx.error(f"shape {shape} must have one entry per axis {axes}")
+    pads = [0] * (2 * rank)
+    for a, size in zip(axes, shape):
+        d = size - x.shape[a]  # > 0 pads, < 0 crops
+        begin = int(np.sign(d)) * (abs(d) // 2)
+        pads[a], pads[rank + a] = begin, d - begin
+    return ctx.add("Pad", [x], {"pads": tuple(pads), "mode": "constant", "value": 0})
+
+
+@onnx_op("LpPool")
+def _lp_pool(ctx: ImportContext, node):
+    """(sum over the window of |x|^p)^(1/p): a sum pool (AveragePool dividing by 1)."""
+    x = ctx.input(0)
+    attrs = _pool_attrs(ctx, x)
+    p = float(ctx.attr("p", 2))
+    nd = len(attrs["kernel_shape"])
+    out = [conv_output_size(x.shape[2 + d], attrs["kernel_shape"][d], attrs["strides"][d],
+                            attrs["pads"][d], attrs["pads"][nd + d], attrs["dilations"][d],
+                            bool(attrs["ceil_mode"])) for d in range(nd)]
+    ones = ctx.constant(np.ones(out, dtype=x.dtype.np), "lp_pool_divisor")
+    pw = ctx.constant(np.array(p, dtype=x.dtype.np))
+    powered = ctx.add1("Abs", [x]) if p == 1 else \
+        ctx.add1("Pow", [ctx.add1("Abs", [x]), pw])
+    total = ctx.add1("AveragePool", [powered, ones], {**attrs, "count_include_pad": 1})
+    if p == 1:
+        return [total]
+    return [ctx.add1("Pow", [total, ctx.constant(np.array(1.0 / p, dtype=x.dtype.np))])]
+
+
+@onnx_op("ReverseSequence")
+def _reverse_sequence(ctx: ImportContext, node):
+    """out[b, t] = x[b, len[b] - 1 - t] for t < len[b], else x[b, t]: GatherElements along
+    the time axis with an index computed from the (run-time) lengths."""
+    x, lens = ctx.input(0), ctx.input(1)
+    batch_axis, time_axis = int(ctx.attr("batch_axis", 1)), int(ctx.attr("time_axis", 0))
+    rank = x.type.rank
+    nb, nt = x.shape[batch_axis], x.shape[time_axis]
+    lens = ctx.add1("Cast", [lens], {"to": "int64"}) if lens.dtype != DType.int64 else lens
+    shape_b = [1] * rank
+    shape_b[batch_axis] = nb
+    shape_t = [1] * rank
+    shape_t[time_axis] = nt
+    n = ctx.add1("Reshape", [lens], {"shape": tuple(shape_b)})
+    t = ctx.constant(np.arange(nt, dtype=np.int64).reshape(shape_t), "time_index")
+    flipped = ctx.add1("Sub", [ctx.add1("Sub", [n, ctx.constant(np.array(1, np.int64))]), t])
+    index = ctx.add1("Where", [ctx.add1("Less", [t, n]), flipped, t])
+    index = ctx.add1("Expand", [index], {"shape": tuple(x.shape)})
+    return ctx.add("GatherElements", [x, index], {"axis": time_axis})
+
+
+@onnx_op("Compress")
+def _compress(ctx: ImportContext, node):
+    """A Gather of the positions where the (compile-time) condition holds."""
+    x = ctx.input(0)
+    cond = ctx.const(1)
+    if cond is None:
+        raise ctx.unsupported("the output shape depends on the condition's values; only a "
+                              "constant condition (or a graph input of at most 64 elements, "
+                              "compiled per value) is supported")
+    axis = ctx.attr("axis")
+    if axis is None:
+        x = ctx.add1("Reshape", [x], {"shape": (x.type.numel(),)})
+        axis = 0
+    axis = int(axis) % x.type.rank
+    keep = np.nonzero(np.asarray(cond).reshape(-1)[:x.shape[axis]])[0].astype(np.int64)
+    return ctx.add("Gather", [x, ctx.constant(keep, "compress_index")], {"axis": axis})
