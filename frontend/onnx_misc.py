@@ -102,3 +102,62 @@ def _compress(ctx: ImportContext, node):
     axis = int(axis) % x.type.rank
     keep = np.nonzero(np.asarray(cond).reshape(-1)[:x.shape[axis]])[0].astype(np.int64)
     return ctx.add("Gather", [x, ctx.constant(keep, "compress_index")], {"axis": axis})
+
+
+# -- losses --------------------------------------------------------------------------------------
+def nll_loss(ctx: ImportContext, logp, target, weight, ignore, reduction: str):
+    """-logp[n, target[n, ...], ...] * weight[target], ignored targets contributing 0; mean
+    divides by the total weight of the targets that count."""
+    if reduction not in ("none", "sum", "mean"):
+        raise ctx.error(f"reduction must be none, sum or mean, got {reduction!r}")
+    if logp.type.rank < 2 or tuple(target.shape) != (logp.shape[0],) + tuple(logp.shape[2:]):
+        raise ctx.error(f"target {target.type} does not fit input {logp.type}")
+    target = ctx.add1("Cast", [target], {"to": "int64"}) if target.dtype != DType.int64 \
+        else target
+    c = logp.shape[1]
+    i64 = np.int64
+    dead = None
+    if ignore is not None:
+        dead = ctx.add1("Equal", [target, ctx.constant(np.array(ignore, i64))])
+        target = ctx.add1("Where", [dead, ctx.constant(np.array(0, i64)), target])
+    # clip as the reference does for the weight lookup (keeps indices in range)
+    target = ctx.add1("Clip", [target, ctx.constant(np.array(0, i64)),
+                               ctx.constant(np.array(c - 1, i64))])
+    shape = (target.shape[0], 1) + tuple(target.shape[1:])
+    picked = ctx.add1("GatherElements", [logp, ctx.add1("Reshape", [target], {"shape": shape})],
+                      {"axis": 1})
+    loss = ctx.add1("Neg", [ctx.add1("Reshape", [picked], {"shape": tuple(target.shape)})])
+    zero, one = (ctx.constant(np.array(v, logp.dtype.np)) for v in (0, 1))
+    w = ctx.add1("Gather", [weight, target], {"axis": 0}) if weight is not None else None
+    if dead is not None:
+        w = ctx.add1("Where", [dead, zero, w if w is not None else one])
+    if w is not None:
+        if w.shape != loss.shape:
+            w = ctx.add1("Expand", [w], {"shape": tuple(loss.shape)})
+        loss = ctx.add1("Mul", [loss, w])
+    if reduction == "none":
+        return loss
+    everything = {"axes": tuple(range(loss.type.rank)), "keepdims": 0}
+    total = ctx.add1("ReduceSum", [loss], everything)
+    if reduction == "sum":
+        return total
+    if w is None:
+        return ctx.add1("ReduceMean", [loss], everything)
+    return ctx.add1("Div", [total, ctx.add1("ReduceSum", [w], everything)])
+
+
+@onnx_op("NegativeLogLikelihoodLoss")
+def _nll(ctx: ImportContext, node):
+    return [nll_loss(ctx, ctx.input(0), ctx.input(1), ctx.input(2), ctx.attr("ignore_index"),
+                     ctx.attr("reduction", "mean"))]
+
+
+@onnx_op("SoftmaxCrossEntropyLoss")
+def _sce(ctx: ImportContext, node):
+    """NegativeLogLikelihoodLoss of LogSoftmax over the class axis (1); the optional second
+    output is the log-probabilities."""
+    x = ctx.input(0)
+    logp = ctx.add1("LogSoftmax", [x], {"axis": 1})
+    loss = nll_loss(ctx, logp, ctx.input(1), ctx.input(2), ctx.attr("ignore_index"),
+                    ctx.attr("reduction", "mean"))
+    return [loss, logp]

@@ -36,7 +36,7 @@ SUPPORTED = [
     "cumprod", "hannwindow", "hammingwindow", "blackmanwindow", "rotary_embedding",
     "quantizelinear", "dequantizelinear", "dynamicquantizelinear", "matmulinteger",
     "convinteger", "qlinearmatmul", "qlinearconv", "swiglu", "center_crop_pad", "lppool",
-    "reversesequence", "compress",
+    "reversesequence", "compress", "nllloss", "sce",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {
