@@ -195,8 +195,9 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
                  input_values: dict[str, np.ndarray] | None = None) -> Graph:
     """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims and
     ``input_values`` makes the named inputs compile-time constants."""
-    from . import (onnx_attention, onnx_einsum, onnx_index, onnx_math, onnx_misc,  # noqa: F401
-                   onnx_nn, onnx_ops, onnx_quant, onnx_resize, onnx_rnn, onnx_shape_ops)
+    from . import (onnx_attention, onnx_control, onnx_einsum, onnx_index,  # noqa: F401
+                   onnx_math, onnx_misc, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
+                   onnx_rnn, onnx_shape_ops)
 
     opset = default_opset(model)
     if opset > SUPPORTED_OPSET:
@@ -238,7 +239,22 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
         raise ModelError(f"input_shapes names unknown inputs: {sorted(input_shapes)}; the model's "
                          f"inputs are {[v.name for v in graph.inputs]}")
 
-    for node in g.node:
+    import_nodes(ctx, g.node)
+
+    outputs = []
+    for vi in g.output:
+        if vi.name not in ctx.values:
+            raise ModelError(f"graph output {vi.name!r} is not produced by any node")
+        outputs.append(ctx.values[vi.name])
+    graph.set_outputs(outputs, [vi.name for vi in g.output])
+    graph.prune()
+    return graph
+
+
+def import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto]) -> None:
+    """Import ``nodes`` in order, binding their outputs in ``ctx.values`` (also used for the
+    bodies of If, Loop and Scan, which are imported inline)."""
+    for node in nodes:
         ctx.node = node
         try:
             outs = IMPORTERS[node.op_type](ctx, node)
@@ -259,16 +275,7 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
             ctx.values[name] = outs[k]
             if outs[k].producer is not None and not any(outs[k] is v for v in ctx.values.values()
                                                         if v is not outs[k]):
-                graph.rename(outs[k], name)
-
-    outputs = []
-    for vi in g.output:
-        if vi.name not in ctx.values:
-            raise ModelError(f"graph output {vi.name!r} is not produced by any node")
-        outputs.append(ctx.values[vi.name])
-    graph.set_outputs(outputs, [vi.name for vi in g.output])
-    graph.prune()
-    return graph
+                ctx.graph.rename(outs[k], name)
 
 
 def _check_supported(g: onnx.GraphProto) -> None:
@@ -280,6 +287,12 @@ def _check_supported(g: onnx.GraphProto) -> None:
                              f"domain {node.domain!r} is not supported"))
         elif node.op_type not in IMPORTERS:
             problems.append((node.name or "<unnamed>", node.op_type, "no importer for this op"))
+        for a in node.attribute:  # the bodies of If, Loop and Scan
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                try:
+                    _check_supported(sub)
+                except UnsupportedOpError as exc:
+                    problems.extend(exc.problems)
     if problems:
         raise UnsupportedOpError(problems)
 

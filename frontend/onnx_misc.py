@@ -161,3 +161,25 @@ def _sce(ctx: ImportContext, node):
     loss = nll_loss(ctx, logp, ctx.input(1), ctx.input(2), ctx.attr("ignore_index"),
                     ctx.attr("reduction", "mean"))
     return [loss, logp]
+
+
+@onnx_op("AffineGrid")
+def _affine_grid(ctx: ImportContext, node):
+    """theta (N, k, k+1) times the homogeneous base grid (x, y[, z], 1) of the output size."""
+    theta = ctx.input(0)
+    size = _ints(ctx.require_const(1, "size"))
+    spatial = size[2:]
+    k = len(spatial)
+    if k not in (2, 3) or tuple(theta.shape[1:]) != (k, k + 1):
+        raise ctx.error(f"theta {theta.type} does not fit size {size}")
+    align = bool(ctx.attr("align_corners", 0))
+    axes = []
+    for n in spatial:
+        i = np.arange(n, dtype=np.float64)
+        axes.append(np.linspace(-1, 1, n) if align else -1 + (2 * i + 1) / n)
+    mesh = np.meshgrid(*axes, indexing="ij")  # per spatial dim, in (D,) H, W order
+    coords = [m.reshape(-1) for m in reversed(mesh)] + [np.ones(int(np.prod(spatial)))]
+    base = ctx.constant(np.stack(coords).astype(theta.dtype.np), "affine_base_grid")
+    grid = ctx.add1("MatMul", [theta, base])  # (N, k, P)
+    grid = ctx.add1("Transpose", [grid], {"perm": (0, 2, 1)})
+    return [ctx.add1("Reshape", [grid], {"shape": (theta.shape[0], *spatial, k)})]

@@ -36,7 +36,7 @@ SUPPORTED = [
     "cumprod", "hannwindow", "hammingwindow", "blackmanwindow", "rotary_embedding",
     "quantizelinear", "dequantizelinear", "dynamicquantizelinear", "matmulinteger",
     "convinteger", "qlinearmatmul", "qlinearconv", "swiglu", "center_crop_pad", "lppool",
-    "reversesequence", "compress", "nllloss", "sce",
+    "reversesequence", "compress", "nllloss", "sce", "if", "loop", r"scan\d*", "affine_grid",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {
@@ -55,9 +55,10 @@ KNOWN_FAILURES: dict[str, list[str]] = {
     "BatchNormalization in training mode (issue 3)": [r"test_batchnorm_.*training_mode.*"],
     "MaxPool's Indices output (issue 3)": [r"test_maxpool_with_argmax_.*"],
     "optional and sequence types (issue 3)": [r"test_identity_opt_.*", r"test_identity_sequence_.*",
-                                              r"test_split_to_sequence_.*"],
-    "control flow (Loop) in the expanded function bodies (issue 3)": [
-        r"test_range_.*_expanded.*"],
+                                              r"test_split_to_sequence_.*", r"test_if_seq_.*",
+                                              r"test_if_opt_.*", r"test_loop13_seq_.*",
+                                              r"test_loop16_seq_none_.*"],
+    "Scan-8 (with a batch axis and sequence_lens) is not supported": [r"test_scan_sum_.*"],
 }
 
 backend_test = onnx.backend.test.BackendTest(onnxc.backend, __name__)
