@@ -206,3 +206,21 @@ def test_lppool_reversesequence_centercroppad_vs_onnxruntime() -> None:
     node = helper.make_node("CenterCropPad", ["x", "s"], ["y"], axes=[2, 3])
     check_vs_ort(one_node_model(node, {"x": x}, {"s": np.array([4, 9], np.int64)}, opset=18),
                  {"x": x}, reference=True)
+
+
+def test_float16_matmul_widened_by_cast_is_not_a_float32_gemm() -> None:
+    """Regression: fusion put Cast(float16 -> float32) after a float16 MatMul into one kernel
+    whose float32 output made the GEMM template read the float16 operands as float32."""
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((2, 8, 16)).astype(np.float16)
+    b = rng.standard_normal((16, 6)).astype(np.float16)
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["s"]),
+             helper.make_node("Cast", ["s"], ["y"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "g", [
+        helper.make_tensor_value_info("a", TensorProto.FLOAT16, a.shape),
+        helper.make_tensor_value_info("b", TensorProto.FLOAT16, b.shape)],
+        [helper.make_empty_tensor_value_info("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    check_vs_ort(model, {"a": a, "b": b}, rtol=1e-2, atol=1e-2)
