@@ -197,7 +197,7 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
     ``input_values`` makes the named inputs compile-time constants."""
     from . import (onnx_attention, onnx_control, onnx_einsum, onnx_index,  # noqa: F401
                    onnx_math, onnx_misc, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
-                   onnx_rnn, onnx_shape_ops)
+                   onnx_rnn, onnx_shape_ops, onnx_signal)
 
     opset = default_opset(model)
     if opset > SUPPORTED_OPSET:

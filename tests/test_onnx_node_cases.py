@@ -39,7 +39,7 @@ SUPPORTED = [
     "reversesequence", "compress", "nllloss", "sce", "if", "loop", r"scan\d*", "affine_grid",
     # ops without an importer whose function-expanded cases pass
     r"causal_conv_with_state_.*expanded", r"flexattention_.*expanded_ver26",
-    r"linear_attention_.*expanded", "training_dropout_zero_ratio",
+    r"linear_attention_.*expanded", "training_dropout_zero_ratio", "dft", "stft",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {
@@ -54,6 +54,9 @@ KNOWN_FAILURES: dict[str, list[str]] = {
     "inside a kernel and rounds at stores; the reference rounds every op), above rtol 1e-3": [
         r"test_attention_4d_fp16.*", r"test_attention_4d_gqa_with_past_and_present_fp16.*",
         r"test_attention_4d_causal_fp16.*"],
+    "the expected inverse DFT holds numpy's float32 FFT rounding noise (1.9e-7) where the exact "
+    "result is 0; onnxc's float64 DFT gives ~1e-14, outside atol 1e-7": [
+        r"test_dft_inverse_.*"],
     "string tensors are not supported (no string element type)": [r"test_equal_string.*"],
     "BatchNormalization in training mode (issue 3)": [r"test_batchnorm_.*training_mode.*"],
     "MaxPool's Indices output (issue 3)": [r"test_maxpool_with_argmax_.*"],

@@ -224,3 +224,28 @@ def test_float16_matmul_widened_by_cast_is_not_a_float32_gemm() -> None:
         [helper.make_empty_tensor_value_info("y")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     check_vs_ort(model, {"a": a, "b": b}, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("inverse,onesided,length,complex_in", [
+    (0, 0, None, False), (0, 1, 12, False), (1, 0, 6, True), (1, 1, 14, True), (0, 0, 9, True)])
+def test_dft_vs_numpy_fft(inverse, onesided, length, complex_in) -> None:
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 8, 3, 2 if complex_in else 1)).astype(np.float32)
+    node = helper.make_node("DFT", ["x", "n", "axis"], ["y"], inverse=inverse,
+                            onesided=onesided)
+    consts = {"axis": np.array(1, np.int64)}
+    if length is not None:
+        consts["n"] = np.array(length, np.int64)
+    else:
+        node.input[1] = ""
+    got = onnxc.compile(one_node_model(node, {"x": x}, consts, opset=20)).run(None, {"x": x})[0]
+    z = x[..., 0] + 1j * x[..., 1] if complex_in else x[..., 0]
+    if inverse and onesided:
+        want = np.fft.irfft(z, n=length, axis=1)[..., None]
+    else:
+        f = np.fft.ifft if inverse else np.fft.fft
+        want = f(z, n=length, axis=1)
+        if onesided:
+            want = want[:, :(length or 8) // 2 + 1]
+        want = np.stack([want.real, want.imag], axis=-1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
