@@ -183,3 +183,12 @@ def _affine_grid(ctx: ImportContext, node):
     grid = ctx.add1("MatMul", [theta, base])  # (N, k, P)
     grid = ctx.add1("Transpose", [grid], {"perm": (0, 2, 1)})
     return [ctx.add1("Reshape", [grid], {"shape": (theta.shape[0], *spatial, k)})]
+
+
+@onnx_op("GridSample")
+def _grid_sample(ctx: ImportContext, node):
+    mode = ctx.attr("mode", "linear" if ctx.opset >= 20 else "bilinear")
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    return ctx.add("GridSample", [ctx.input(0), ctx.input(1)], {
+        "mode": mode, "padding_mode": ctx.attr("padding_mode", "zeros"),
+        "align_corners": int(ctx.attr("align_corners", 0))})

@@ -102,6 +102,15 @@ def _conv_transpose(ctx: ImportContext, node):
                                           output_padding, output_shape, auto_pad)
     if min(out_size) < 1:
         raise ctx.error(f"the output would be empty (sizes {out_size})")
+    return [conv_transpose(ctx, x, w, bias, group, strides, dilations, begin, out_size)]
+
+
+def conv_transpose(ctx: ImportContext, x, w, bias, group: int, strides, dilations, begin,
+                   out_size):
+    """The ConvTranspose of x by w whose output starts ``begin`` into the full result and is
+    ``out_size`` long (per spatial axis)."""
+    nd = x.type.rank - 2
+    kernel = list(w.shape[2:])
     y = _zero_insert(ctx, x, strides)
     # The Conv reads the zero-inserted input padded by (k-1)*d - begin on the left and whatever
     # makes the output out_size long on the right; negative pads crop.
@@ -114,7 +123,32 @@ def _conv_transpose(ctx: ImportContext, node):
     cw = _conv_weights(ctx, w, group)
     attrs = {"group": group, "strides": (1,) * nd, "dilations": tuple(dilations),
              "pads": (0,) * (2 * nd)}
-    return ctx.add("Conv", [y, cw] + ([bias] if bias is not None else []), attrs)
+    return ctx.add1("Conv", [y, cw] + ([bias] if bias is not None else []), attrs)
+
+
+@onnx_op("Col2Im")
+def _col2im(ctx: ImportContext, node):
+    """Sum the columns back into the image: a ConvTranspose (group = channels) of the block
+    grid with one-hot weights, one per kernel offset."""
+    x = ctx.input(0)
+    image = [int(v) for v in np.asarray(ctx.require_const(1, "image_shape")).reshape(-1)]
+    kernel = [int(v) for v in np.asarray(ctx.require_const(2, "block_shape")).reshape(-1)]
+    nd = len(image)
+    strides = list(ctx.attr("strides", [1] * nd))
+    dilations = list(ctx.attr("dilations", [1] * nd))
+    pads = list(ctx.attr("pads", [0] * (2 * nd)))
+    blocks = [(image[d] + pads[d] + pads[nd + d] - dilations[d] * (kernel[d] - 1) - 1)
+              // strides[d] + 1 for d in range(nd)]
+    n, ck, count = x.shape
+    kk = prod(kernel)
+    if x.type.rank != 3 or ck % kk or count != prod(blocks):
+        raise ctx.error(f"input {x.type} does not fit image {image}, blocks {kernel}")
+    c = ck // kk
+    grid = ctx.add1("Reshape", [x], {"shape": (n, ck, *blocks)})
+    onehot = np.zeros((ck, 1, kk), dtype=x.dtype.np)
+    onehot[np.arange(ck), 0, np.arange(ck) % kk] = 1
+    w = ctx.constant(onehot.reshape(ck, 1, *kernel), "col2im_weight")
+    return [conv_transpose(ctx, grid, w, None, c, strides, dilations, pads[:nd], image)]
 
 
 # -- normalizations ------------------------------------------------------------------------------

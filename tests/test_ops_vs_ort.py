@@ -249,3 +249,28 @@ def test_dft_vs_numpy_fft(inverse, onesided, length, complex_in) -> None:
             want = want[:, :(length or 8) // 2 + 1]
         want = np.stack([want.real, want.imag], axis=-1)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align", [0, 1])
+def test_grid_sample_vs_onnxruntime(mode, padding, align) -> None:
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    grid = rng.uniform(-1.4, 1.4, (2, 4, 7, 2)).astype(np.float32)
+    node = helper.make_node("GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding,
+                            align_corners=align)
+    feeds = {"x": x, "g": grid}
+    # onnxruntime clamps cubic taps differently for border padding; onnx's reference (which
+    # the node cases come from) is the reference there
+    check_vs_ort(one_node_model(node, feeds, opset=20), feeds,
+                 reference=(mode, padding) == ("cubic", "border"))
+
+
+def test_col2im_vs_onnxruntime() -> None:
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 3 * 2 * 3, 9)).astype(np.float32)  # C=3, block 2x3, 3x3 blocks
+    node = helper.make_node("Col2Im", ["x", "image", "block"], ["y"], strides=[2, 1],
+                            dilations=[1, 2], pads=[1, 0, 0, 1])
+    consts = {"image": np.array([5, 6], np.int64), "block": np.array([2, 3], np.int64)}
+    check_vs_ort(one_node_model(node, {"x": x}, consts, opset=18), {"x": x})

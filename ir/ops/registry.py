@@ -72,7 +72,7 @@ register(OpDef("Fused", _fused_infer, kind="fused",
 def _load_all() -> None:
     # The op modules register themselves on import.
     from . import (activations, elementwise, index_ops, linalg, nn, reduction,  # noqa: F401
-                   shape_ops)
+                   sampling, shape_ops)
 
 
 # -- shape helpers shared by op modules --------------------------------------------------------
