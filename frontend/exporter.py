@@ -119,6 +119,8 @@ def _write_node(w: _Writer, node: Node) -> None:
             np.array(a["depth"], dtype=np.int64), node.outputs[0].name + "_depth"), ins[1]],
             axis=int(a.get("axis", -1))),
         "ScatterElements": lambda: _scatter(w, node, ins, axis=int(a.get("axis", 0))),
+        "GridSample": lambda: _grid_sample(w, node, ins),
+        "BitShift": lambda: _bit_shift(w, node, ins),
         "ScatterND": lambda: _scatter(w, node, ins),
     }
     if node.op in SAME_NAME:
@@ -141,6 +143,21 @@ def _scatter(w: _Writer, node: Node, ins: list[str], **attrs) -> None:
     if reduction in ("max", "min"):
         raise OnnxcError(f"{node.op} {node.name!r} with reduction={reduction} needs opset 18")
     w.emit(node.op, node, ins, reduction=reduction, **attrs)
+
+
+def _grid_sample(w: _Writer, node: Node, ins: list[str]) -> None:
+    if node.inputs[0].type.rank != 4:
+        raise OnnxcError(f"GridSample {node.name!r} on a {node.inputs[0].type.rank}-D input "
+                         f"needs opset 20")
+    mode = {"linear": "bilinear", "cubic": "bicubic"}.get(node.attrs["mode"], "nearest")
+    w.emit("GridSample", node, ins, mode=mode, padding_mode=node.attrs["padding_mode"],
+           align_corners=int(node.attrs.get("align_corners", 0)))
+
+
+def _bit_shift(w: _Writer, node: Node, ins: list[str]) -> None:
+    if not node.inputs[0].dtype.is_unsigned_int:
+        raise OnnxcError(f"BitShift {node.name!r} on {node.inputs[0].dtype} needs opset 26")
+    w.emit("BitShift", node, ins, direction="LEFT" if node.attrs.get("left", 1) else "RIGHT")
 
 
 def _avgpool(w: _Writer, node: Node, ins: list[str]) -> None:

@@ -127,14 +127,18 @@ def test_new_ops_round_trip_through_optimize() -> None:
              helper.make_node("OneHot", ["a", "depth", "vals"], ["o"]),
              helper.make_node("GatherND", ["x", "gi"], ["g"]),
              helper.make_node("ScatterND", ["x", "gi", "upd"], ["s"], reduction="add"),
-             helper.make_node("Atan", ["x"], ["t"])]
+             helper.make_node("Atan", ["x"], ["t"]),
+             helper.make_node("Reshape", ["x", "img_shape"], ["img"]),
+             helper.make_node("GridSample", ["img", "grid"], ["gs"], mode="bilinear")]
     consts = {"k": np.array([2], np.int64), "ax": np.array(1, np.int64),
               "depth": np.array(6, np.int64), "vals": np.array([0, 1], np.float32),
-              "gi": idx, "upd": RNG.standard_normal((2, 6)).astype(np.float32)}
+              "gi": idx, "upd": RNG.standard_normal((2, 6)).astype(np.float32),
+              "img_shape": np.array([1, 1, 3, 6], np.int64),
+              "grid": RNG.uniform(-1, 1, (1, 2, 2, 2)).astype(np.float32)}
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", 1, x.shape)],
         [helper.make_empty_tensor_value_info(n) for n in ("a", "v", "i", "c", "o", "g", "s",
-                                                          "t")],
+                                                          "t", "gs")],
         initializer=[onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     optimized = onnxc.optimize(model)
@@ -143,3 +147,24 @@ def test_new_ops_round_trip_through_optimize() -> None:
            for m in (model, optimized)]
     for want, got in zip(*(r.run(None, {"x": x}) for r in run)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_value_dependent_shapes_specialize_on_small_inputs_only() -> None:
+    """NonZero's output shape depends on its input's values: a small graph input (<= 64
+    elements) is compiled once per distinct value; a large one is refused with the reason."""
+    import onnxc
+    from onnxc.ir.errors import UnsupportedOpError
+
+    def model(n):
+        graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", 1, [n])],
+                                  [helper.make_empty_tensor_value_info("y")])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    session = onnxc.compile(model(6))
+    for x in ([0, 1, 0, 2, 0, 3], [1, 1, 0, 0, 0, 0], [0, 1, 0, 2, 0, 3]):
+        x = np.array(x, np.float32)
+        np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.array(np.nonzero(x)))
+    assert len(session.describe()["specializations"]) == 2  # one per distinct value
+    with pytest.raises(UnsupportedOpError, match="depends on the input values"):
+        onnxc.compile(model(100))
