@@ -154,3 +154,40 @@ def _window(ctx: ImportContext, node):
     else:
         w = 0.42 - 0.5 * np.cos(i * np.pi * 2 / n) + 0.08 * np.cos(i * np.pi * 4 / n)
     return [ctx.constant(w.astype(dtype), node.output[0])]
+
+
+@onnx_op("TensorScatter")
+def _tensor_scatter(ctx: ImportContext, node):
+    """Write ``update`` into the cache along ``axis`` from write_indices[batch] on (wrapping
+    around in circular mode). In gather form each cache slot reads update[slot - start] when
+    that lies in the update, else keeps its value: O(1) per element."""
+    cache, update, start = ctx.input(0), ctx.input(1), ctx.input(2)
+    rank = cache.type.rank
+    axis = int(ctx.attr("axis", -2)) % rank
+    mode = ctx.attr("mode", "linear")
+    if mode not in ("linear", "circular") or axis == 0:
+        raise ctx.error(f"mode must be linear or circular and axis not the batch axis, got "
+                        f"{mode!r}, axis {axis}")
+    size, seq = cache.shape[axis], update.shape[axis]
+    i64 = np.int64
+    slot_shape = [1] * rank
+    slot_shape[axis] = size
+    slot = ctx.constant(np.arange(size, dtype=i64).reshape(slot_shape), "cache_slot")
+    if start is None:
+        offset = slot
+    else:
+        batch = [1] * rank
+        batch[0] = cache.shape[0]
+        begin = ctx.add1("Reshape", [_int64(ctx, start)], {"shape": tuple(batch)})
+        offset = ctx.add1("Sub", [slot, begin])
+    if mode == "circular":
+        offset = ctx.add("Mod", [offset, ctx.constant(np.array(size, i64))], {"fmod": 0})[0]
+    inside = ctx.add1("And", [
+        ctx.add1("GreaterOrEqual", [offset, ctx.constant(np.array(0, i64))]),
+        ctx.add1("Less", [offset, ctx.constant(np.array(seq, i64))])])
+    index = ctx.add1("Clip", [offset, ctx.constant(np.array(0, i64)),
+                              ctx.constant(np.array(seq - 1, i64))])
+    index = ctx.add1("Expand", [index], {"shape": tuple(cache.shape)})
+    picked = ctx.add1("GatherElements", [update, index], {"axis": axis})
+    inside = ctx.add1("Expand", [inside], {"shape": tuple(cache.shape)})
+    return [ctx.add1("Where", [inside, picked, cache])]

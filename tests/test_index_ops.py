@@ -168,3 +168,13 @@ def test_value_dependent_shapes_specialize_on_small_inputs_only() -> None:
     assert len(session.describe()["specializations"]) == 2  # one per distinct value
     with pytest.raises(UnsupportedOpError, match="depends on the input values"):
         onnxc.compile(model(100))
+
+
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+def test_tensor_scatter_vs_reference(mode) -> None:
+    cache = RNG.standard_normal((3, 2, 7, 4)).astype(np.float32)
+    update = RNG.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    start = np.array([0, 4, 6] if mode == "circular" else [0, 2, 4], np.int64)
+    node = helper.make_node("TensorScatter", ["c", "u", "w"], ["y"], mode=mode)
+    feeds = {"c": cache, "u": update, "w": start}
+    check_vs_ort(one_node_model(node, feeds, opset=24), feeds, reference=True)
