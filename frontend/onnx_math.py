@@ -165,3 +165,11 @@ def _layer_norm(ctx: ImportContext, node):
     if bias is not None:
         y = ctx.add1("Add", [y, bias])
     return [y, mean, inv_std]
+
+
+@onnx_op("BitCast")
+def _bitcast(ctx: ImportContext, node):
+    from .onnx_types import dtype_from_onnx
+
+    to = dtype_from_onnx(ctx.attr("to"), "BitCast: ")
+    return ctx.add("BitCast", [ctx.input(0)], {"to": to.value})

@@ -99,6 +99,8 @@ def _eval_node(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarra
                 out = np.where(args[0], args[1], args[2])
             elif e.name == "cast":
                 out = args[0].astype(e.dtype.np)
+            elif e.name == "bitcast":
+                out = np.ascontiguousarray(args[0]).view(e.dtype.np)
             elif e.name == "div":
                 out = _div(args[0], args[1], e.dtype)
             elif e.name == "mod":

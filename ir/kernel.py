@@ -248,6 +248,14 @@ def cast(x: Expr, dtype: DType) -> Expr:
     return x if x.dtype == dtype else Op("cast", (x,), dtype)
 
 
+def bitcast(x: Expr, dtype: DType) -> Expr:
+    """The same bytes read as another type of the same size (not float16: it computes in
+    float32)."""
+    if x.dtype.itemsize != dtype.itemsize or DType.float16 in (x.dtype, dtype):
+        raise ValueError(f"cannot bitcast {x.dtype} to {dtype}")
+    return x if x.dtype == dtype else Op("bitcast", (x,), dtype)
+
+
 def select(cond: Expr, a: Expr, b: Expr) -> Op:
     return Op("select", (cond, a, b), a.dtype)
 

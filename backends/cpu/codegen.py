@@ -508,6 +508,10 @@ class ScalarOps:
             return b.select(*args)
         if name == "cast":
             return self.cast(args[0], src, e.dtype)
+        if name == "bitcast":  # bool (i1) travels as its byte
+            x = b.zext(args[0], ir.IntType(8)) if src == DType.bool else args[0]
+            y = b.bitcast(x, storage_type(e.dtype))
+            return b.icmp_unsigned("!=", y, y.type(0)) if e.dtype == DType.bool else y
         if name in ("lt", "le", "gt", "ge", "eq", "ne"):
             sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[name]
             if src.is_float:

@@ -245,6 +245,8 @@ class StageWriter:
             return f"({a[0]} ? {a[1]} : {a[2]})"
         if name == "cast":
             return cast(a[0], src, dt)
+        if name == "bitcast":  # through the storage types (bool is a byte)
+            return f"ox_bitcast<{storage_type(dt)}, {storage_type(src)}>({a[0]})"
         if name in _COMPARE:  # C's float compares are ordered except !=, as in the cpu backend
             return f"({a[0]} {_COMPARE[name]} {a[1]})"
         if name in ("and", "or", "xor"):
