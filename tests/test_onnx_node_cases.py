@@ -60,7 +60,6 @@ KNOWN_FAILURES: dict[str, list[str]] = {
         r"test_dft_inverse_.*"],
     "string tensors are not supported (no string element type)": [r"test_equal_string.*"],
     "BatchNormalization in training mode (issue 3)": [r"test_batchnorm_.*training_mode.*"],
-    "MaxPool's Indices output (issue 3)": [r"test_maxpool_with_argmax_.*"],
     "optional and sequence types (issue 3)": [r"test_identity_opt_.*", r"test_identity_sequence_.*",
                                               r"test_split_to_sequence_.*", r"test_if_seq_.*",
                                               r"test_if_opt_.*", r"test_loop13_seq_.*",

@@ -274,3 +274,15 @@ def test_col2im_vs_onnxruntime() -> None:
                             dilations=[1, 2], pads=[1, 0, 0, 1])
     consts = {"image": np.array([5, 6], np.int64), "block": np.array([2, 3], np.int64)}
     check_vs_ort(one_node_model(node, {"x": x}, consts, opset=18), {"x": x})
+
+
+@pytest.mark.parametrize("shape,attrs", [
+    ((2, 3, 7, 6), dict(kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1])),
+    ((1, 2, 6, 7), dict(kernel_shape=[2, 3], dilations=[2, 1], storage_order=1)),
+    ((2, 2, 9), dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
+    ((1, 2, 4, 5, 4), dict(kernel_shape=[2, 2, 2], strides=[1, 2, 2])),
+])
+def test_maxpool_indices_vs_onnxruntime(shape, attrs) -> None:
+    x = np.random.default_rng(15).standard_normal(shape).astype(np.float32)
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], **attrs)
+    check_vs_ort(one_node_model(node, {"x": x}, n_outputs=2), {"x": x})
