@@ -120,6 +120,11 @@ def _write_node(w: _Writer, node: Node) -> None:
             axis=int(a.get("axis", -1))),
         "ScatterElements": lambda: _scatter(w, node, ins, axis=int(a.get("axis", 0))),
         "GridSample": lambda: _grid_sample(w, node, ins),
+        "MaxPoolIndices": lambda: w.nodes.append(helper.make_node(
+            "MaxPool", ins[:1], [w.fresh(node.outputs[0].name + "_values"),
+                                 w.name(node.outputs[0])],
+            name=w.name(node.outputs[0]) + "_node", storage_order=int(a.get("storage_order", 0)),
+            **_pool_attrs(node))),
         "BitShift": lambda: _bit_shift(w, node, ins),
         "ScatterND": lambda: _scatter(w, node, ins),
     }

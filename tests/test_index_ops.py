@@ -129,7 +129,8 @@ def test_new_ops_round_trip_through_optimize() -> None:
              helper.make_node("ScatterND", ["x", "gi", "upd"], ["s"], reduction="add"),
              helper.make_node("Atan", ["x"], ["t"]),
              helper.make_node("Reshape", ["x", "img_shape"], ["img"]),
-             helper.make_node("GridSample", ["img", "grid"], ["gs"], mode="bilinear")]
+             helper.make_node("GridSample", ["img", "grid"], ["gs"], mode="bilinear"),
+             helper.make_node("MaxPool", ["img"], ["mp", "mi"], kernel_shape=[2, 2])]
     consts = {"k": np.array([2], np.int64), "ax": np.array(1, np.int64),
               "depth": np.array(6, np.int64), "vals": np.array([0, 1], np.float32),
               "gi": idx, "upd": RNG.standard_normal((2, 6)).astype(np.float32),
@@ -138,7 +139,7 @@ def test_new_ops_round_trip_through_optimize() -> None:
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", 1, x.shape)],
         [helper.make_empty_tensor_value_info(n) for n in ("a", "v", "i", "c", "o", "g", "s",
-                                                          "t", "gs")],
+                                                          "t", "gs", "mp", "mi")],
         initializer=[onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     optimized = onnxc.optimize(model)
