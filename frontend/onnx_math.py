@@ -173,3 +173,14 @@ def _bitcast(ctx: ImportContext, node):
 
     to = dtype_from_onnx(ctx.attr("to"), "BitCast: ")
     return ctx.add("BitCast", [ctx.input(0)], {"to": to.value})
+
+
+@onnx_op("Det")
+def _det(ctx: ImportContext, node):
+    x = ctx.input(0)
+    from onnxc.ir.ops.linalg import MAX_DET_SIZE
+
+    if x.shape[-1] > MAX_DET_SIZE and x.const is None:
+        raise ctx.unsupported(f"Det of {x.shape[-1]} x {x.shape[-1]} matrices computed at run "
+                              f"time is not supported (closed forms up to {MAX_DET_SIZE})")
+    return ctx.add("Det", [x])

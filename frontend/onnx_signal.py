@@ -107,3 +107,34 @@ def _stft(ctx: ImportContext, node):
     if window is not None:
         y = ctx.add1("Mul", [y, ctx.add1("Reshape", [window], {"shape": (length, 1)})])
     return [dft(ctx, y, 2, length, False, bool(ctx.attr("onesided", 1)))]
+
+
+@onnx_op("MelWeightMatrix")
+def _mel_weight_matrix(ctx: ImportContext, node):
+    """A constant: the triangular mel filter bank, as onnx's reference computes it."""
+    from .onnx_types import dtype_from_onnx
+
+    names = ("num_mel_bins", "dft_length", "sample_rate", "lower_edge_hertz",
+             "upper_edge_hertz")
+    bins, length, rate, low, high = (np.asarray(ctx.require_const(k, n)).reshape(())
+                                     for k, n in enumerate(names))
+    bins, length = int(bins), int(length)
+    edges = np.arange(0, bins + 2)
+    low_mel = 2595 * np.log1p(low / 700) / np.log(10)
+    high_mel = 2595 * np.log1p(high / 700) / np.log(10)
+    edges = edges * ((high_mel - low_mel) / (bins + 2)) + low_mel
+    edges = 700 * np.expm1(edges / 2595 * np.log(10))
+    edges = (((length + 1) * edges) // rate).astype(int)
+    out = np.zeros((length // 2 + 1, bins))
+    for i in range(bins):
+        left, center, right = edges[i], edges[i + 1], edges[i + 2]
+        if center == left:
+            out[center, i] = 1
+        else:
+            j = np.arange(left, center + 1)
+            out[j, i] = (j - left) / (center - left)
+        if right > center:
+            j = np.arange(center, right)
+            out[j, i] = (right - j) / (right - center)
+    dtype = dtype_from_onnx(ctx.attr("output_datatype", 1), "MelWeightMatrix: ")
+    return [ctx.constant(out.astype(dtype.np), node.output[0])]

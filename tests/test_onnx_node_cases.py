@@ -40,7 +40,7 @@ SUPPORTED = [
     # ops without an importer whose function-expanded cases pass
     r"causal_conv_with_state_.*expanded", r"flexattention_.*expanded_ver26",
     r"linear_attention_.*expanded", "training_dropout_zero_ratio", "dft", "stft",
-    "gridsample", "col2im", "tensorscatter", "bitcast",
+    "gridsample", "col2im", "tensorscatter", "bitcast", "det", "melweightmatrix",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {

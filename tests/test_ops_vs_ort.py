@@ -286,3 +286,11 @@ def test_maxpool_indices_vs_onnxruntime(shape, attrs) -> None:
     x = np.random.default_rng(15).standard_normal(shape).astype(np.float32)
     node = helper.make_node("MaxPool", ["x"], ["y", "i"], **attrs)
     check_vs_ort(one_node_model(node, {"x": x}, n_outputs=2), {"x": x})
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_det_vs_numpy(n) -> None:
+    x = np.random.default_rng(16).standard_normal((4, 2, n, n)).astype(np.float32)
+    node = helper.make_node("Det", ["x"], ["y"])
+    got = onnxc.compile(one_node_model(node, {"x": x})).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, np.linalg.det(x), rtol=1e-4, atol=1e-5)
