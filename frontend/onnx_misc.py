@@ -192,3 +192,21 @@ def _grid_sample(ctx: ImportContext, node):
     return ctx.add("GridSample", [ctx.input(0), ctx.input(1)], {
         "mode": mode, "padding_mode": ctx.attr("padding_mode", "zeros"),
         "align_corners": int(ctx.attr("align_corners", 0))})
+
+
+@onnx_op("RoiAlign")
+def _roi_align(ctx: ImportContext, node):
+    x, rois, batch = ctx.input(0), ctx.input(1), ctx.input(2)
+    ratio = int(ctx.attr("sampling_ratio", 0))
+    if ratio < 1:
+        raise ctx.unsupported("sampling_ratio=0 (samples per bin from each roi's run-time size) "
+                              "is not supported; export with a fixed sampling_ratio")
+    if batch.dtype != DType.int64:
+        batch = ctx.add1("Cast", [batch], {"to": "int64"})
+    mode = ctx.attr("coordinate_transformation_mode",
+                    "half_pixel" if ctx.opset >= 16 else "output_half_pixel")
+    return ctx.add("RoiAlign", [x, rois, batch], {
+        "output_height": int(ctx.attr("output_height", 1)),
+        "output_width": int(ctx.attr("output_width", 1)), "sampling_ratio": ratio,
+        "spatial_scale": float(ctx.attr("spatial_scale", 1.0)),
+        "mode": ctx.attr("mode", "avg"), "coordinate_transformation_mode": mode})

@@ -41,6 +41,7 @@ SUPPORTED = [
     r"causal_conv_with_state_.*expanded", r"flexattention_.*expanded_ver26",
     r"linear_attention_.*expanded", "training_dropout_zero_ratio", "dft", "stft",
     "gridsample", "col2im", "tensorscatter", "bitcast", "det", "melweightmatrix",
+    "roialign",
 ]
 
 KNOWN_FAILURES: dict[str, list[str]] = {

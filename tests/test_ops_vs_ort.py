@@ -294,3 +294,19 @@ def test_det_vs_numpy(n) -> None:
     node = helper.make_node("Det", ["x"], ["y"])
     got = onnxc.compile(one_node_model(node, {"x": x})).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, np.linalg.det(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode,coord", [("avg", "half_pixel"), ("avg", "output_half_pixel"),
+                                        ("max", "half_pixel")])
+def test_roi_align_vs_onnxruntime(mode, coord) -> None:
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((2, 3, 12, 10)).astype(np.float32)
+    corners = rng.uniform(-2, 13, (5, 4)).astype(np.float32)
+    rois = np.concatenate([np.minimum(corners[:, :2], corners[:, 2:]),
+                           np.maximum(corners[:, :2], corners[:, 2:])], axis=1)
+    batch = np.array([0, 1, 1, 0, 1], np.int64)
+    node = helper.make_node("RoiAlign", ["x", "rois", "b"], ["y"], mode=mode,
+                            coordinate_transformation_mode=coord, output_height=3,
+                            output_width=4, sampling_ratio=2, spatial_scale=0.8)
+    feeds = {"x": x, "rois": rois, "b": batch}
+    check_vs_ort(one_node_model(node, feeds, opset=16), feeds)

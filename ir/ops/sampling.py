@@ -144,3 +144,87 @@ def _tap_offset(t, taps):
 
 register(OpDef("GridSample", _infer, _compute, kind="opaque",
                doc="attrs mode (nearest/linear/cubic), padding_mode, align_corners"))
+
+
+# -- RoiAlign (a fixed sampling ratio) --------------------------------------------------------------
+def _roi_infer(types, attrs, consts):
+    x, rois, idx = types
+    if x.rank != 4 or rois.rank != 2 or rois.shape[1] != 4 or idx.shape != (rois.shape[0],):
+        raise ModelError(f"RoiAlign needs X (N, C, H, W), rois (R, 4) and batch_indices (R,), "
+                         f"got {x}, {rois}, {idx}")
+    if int(attrs["sampling_ratio"]) < 1:
+        raise ModelError("RoiAlign needs sampling_ratio >= 1 here")
+    return [TensorType(x.dtype, (rois.shape[0], x.shape[1], int(attrs["output_height"]),
+                                 int(attrs["output_width"])))]
+
+
+def _roi_compute(ins, outs, attrs):
+    """Per axis, the sample coordinates of every (roi, bin, sample) give two tap indices and
+    two weights (zero outside [-1, size]); the output averages (or maxes) the bilinear
+    samples, as onnx's reference does."""
+    x, rois, batch, out = ins[0], ins[1], ins[2], outs[0]
+    g = int(attrs["sampling_ratio"])
+    scale = float(attrs.get("spatial_scale", 1.0))
+    half = attrs.get("coordinate_transformation_mode", "half_pixel") == "half_pixel"
+    dt = x.dtype
+    k = lambda value: const(value, dt)  # noqa: E731
+    stages, taps, weights = [], [], []
+    for axis, (col, size, pooled) in enumerate(((1, x.shape[2], out.shape[2]),
+                                                (0, x.shape[3], out.shape[3]))):
+        def coord(r, p, s, col=col, pooled=pooled):
+            start = cast(rois[r, col], dt) * k(scale) - k(0.5 if half else 0.0)
+            end = cast(rois[r, col + 2], dt) * k(scale) - k(0.5 if half else 0.0)
+            length = end - start if half else call("max", end - start, k(1.0))
+            step = length / k(pooled)
+            return start + cast(_iv(p), dt) * step + (cast(_iv(s), dt) + k(0.5)) * step / k(g)
+
+        def clamped(r, p, s, size=size, coord=coord):
+            v = call("max", coord(r, p, s), k(0))
+            last = call("ge", call("floor", v), k(size - 1))
+            return select(last, k(size - 1), v), last
+
+        def tap_body(r, p, s, t, size=size, clamped=clamped):
+            v, last = clamped(r, p, s)
+            low = cast(call("floor", v), DType.int64)
+            high = select(last, low, low + const(1, DType.int64))
+            return select(call("eq", _iv(t), const(0, DType.int64)), low, high)
+
+        def weight_body(r, p, s, t, size=size, clamped=clamped, coord=coord):
+            raw = coord(r, p, s)
+            valid = call("and", call("ge", raw, k(-1.0)), call("le", raw, k(size)))
+            v, _ = clamped(r, p, s)
+            frac = v - call("floor", v)
+            w = select(call("eq", _iv(t), const(0, DType.int64)), k(1) - frac, frac)
+            return select(valid, w, k(0))
+
+        shape = (rois.shape[0], pooled, g, 2)
+        tap, wt = f"{out.name}__tap{axis}", f"{out.name}__w{axis}"
+        stages += [stage(tap, shape, tap_body), stage(wt, shape, weight_body)]
+        taps.append(tap)
+        weights.append(wt)
+    mode = attrs.get("mode", "avg")
+
+    def body(r, c, ph, pw):
+        b = ix_load(batch[r])
+
+        def corner(sy, sx, ty, tx):
+            ty, tx = Ix.lift(ty), Ix.lift(tx)
+            yy = ix_load(Load(taps[0], (r, ph, sy, ty), DType.int64))
+            xx = ix_load(Load(taps[1], (r, pw, sx, tx), DType.int64))
+            w = Load(weights[0], (r, ph, sy, ty), dt) * Load(weights[1], (r, pw, sx, tx), dt)
+            return w * x[b, c, yy, xx]
+
+        if mode == "avg":
+            total = reduce("sum", [g, g, 2, 2], corner)
+            return total / k(g * g)
+        return reduce("max", [g, g], lambda sy, sx: call("max", call(
+            "max", corner(sy, sx, 0, 0), corner(sy, sx, 0, 1)), call(
+            "max", corner(sy, sx, 1, 0), corner(sy, sx, 1, 1))))
+
+    return stages + [stage(out.name, out.shape, body)]
+
+
+register(OpDef("RoiAlign", _roi_infer, _roi_compute, kind="opaque",
+               doc="inputs X, rois (x1, y1, x2, y2), batch_indices; attrs output_height, "
+                   "output_width, sampling_ratio (>= 1), spatial_scale, mode, "
+                   "coordinate_transformation_mode"))
