@@ -95,8 +95,8 @@ def _nonzero(ctx: ImportContext, node):
     x = ctx.const(0)
     if x is None:
         raise ctx.unsupported("the output shape depends on the input values; only a constant "
-                              f"input (or a graph input of at most 64 elements, which is "
-                              f"compiled per value) is supported")
+                              "input (or a graph input of at most 64 elements, which is "
+                              "compiled per value) is supported")
     return [ctx.constant(np.array(np.nonzero(x), dtype=np.int64), node.output[0])]
 
 
@@ -105,8 +105,8 @@ def _unique(ctx: ImportContext, node):
     x = ctx.const(0)
     if x is None:
         raise ctx.unsupported("the output shapes depend on the input values; only a constant "
-                              f"input (or a graph input of at most 64 elements, which is "
-                              f"compiled per value) is supported")
+                              "input (or a graph input of at most 64 elements, which is "
+                              "compiled per value) is supported")
     axis = ctx.attr("axis")
     flat = x.reshape(-1) if axis is None else x
     values, first, inverse, counts = np.unique(flat, return_index=True, return_inverse=True,

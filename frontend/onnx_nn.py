@@ -253,5 +253,3 @@ def _rms_norm(ctx: ImportContext, node):
         y = ctx.add1("Cast", [y], {"to": x.dtype.value})
     return [ctx.add1("Mul", [y, scale])]
 
-
-__all__ = ["prod"]

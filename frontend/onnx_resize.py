@@ -12,8 +12,6 @@ import math
 
 import numpy as np
 
-from onnxc.ir.dtypes import DType
-
 from .importer import ImportContext, onnx_op
 
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
@@ -231,5 +229,3 @@ def _upsample(ctx: ImportContext, node):
     return resize(ctx, x, plan, ctx.attr("mode", "nearest"), "asymmetric", "floor", -0.75,
                   False, False, None, 0.0)
 
-
-__all__ = ["DType"]
