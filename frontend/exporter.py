@@ -120,6 +120,7 @@ def _write_node(w: _Writer, node: Node) -> None:
             axis=int(a.get("axis", -1))),
         "ScatterElements": lambda: _scatter(w, node, ins, axis=int(a.get("axis", 0))),
         "GridSample": lambda: _grid_sample(w, node, ins),
+        "Resample": lambda: _resample(w, node, ins),
         "MaxPoolIndices": lambda: w.nodes.append(helper.make_node(
             "MaxPool", ins[:1], [w.fresh(node.outputs[0].name + "_values"),
                                  w.name(node.outputs[0])],
@@ -148,6 +149,21 @@ def _scatter(w: _Writer, node: Node, ins: list[str], **attrs) -> None:
     if reduction in ("max", "min"):
         raise OnnxcError(f"{node.op} {node.name!r} with reduction={reduction} needs opset 18")
     w.emit(node.op, node, ins, reduction=reduction, **attrs)
+
+
+def _resample(w: _Writer, node: Node, ins: list[str]) -> None:
+    """ReduceSum(Gather(x, idx) * weights) along the axis."""
+    axis, rank = int(node.attrs["axis"]), node.inputs[0].type.rank
+    base = node.outputs[0].name
+    gathered, weighted = w.fresh(base + "_taps"), w.fresh(base + "_weighted")
+    shape = w.constant(np.array(list(node.inputs[2].shape) + [1] * (rank - axis - 1),
+                                dtype=np.int64), base + "_wshape")
+    wr = w.fresh(base + "_w")
+    w.nodes += [helper.make_node("Gather", [ins[0], ins[1]], [gathered], axis=axis),
+                helper.make_node("Reshape", [ins[2], shape], [wr]),
+                helper.make_node("Mul", [gathered, wr], [weighted])]
+    w.emit("ReduceSum", node, [weighted, w.constant(np.array([axis + 1], dtype=np.int64),
+                                                    base + "_axes")], keepdims=0)
 
 
 def _grid_sample(w: _Writer, node: Node, ins: list[str]) -> None:

@@ -3,8 +3,8 @@
 Resize is separable: along each resized axis, output position ``o`` reads a few input
 positions ``idx[o, t]`` with weights ``w[o, t]`` (1 tap for nearest, 2 for linear, 4 for cubic,
 more with antialias). The tables depend only on the static shapes and attributes, so they are
-computed here in float64 (as onnx's reference does) and each axis becomes
-``ReduceSum(Gather(x, idx) * w)`` of core ops (just ``Gather`` for nearest); fusion merges them.
+computed here in float64 (as onnx's reference does) and each axis becomes one core
+``Resample`` (a weighted gather, one kernel per axis; just ``Gather`` for nearest).
 """
 from __future__ import annotations
 
@@ -159,11 +159,9 @@ def resize(ctx: ImportContext, x, plan, mode: str, coord: str, nearest_mode: str
             continue
         idx, w = interp_tables(coords, n_in, scale, mode == "cubic", a, antialias,
                                exclude_outside)
-        gathered = ctx.add1("Gather", [y, ctx.constant(idx, "resize_index")], {"axis": axis})
-        w = ctx.constant(w.reshape(w.shape + (1,) * (rank - axis - 1)).astype(x.dtype.np),
-                         "resize_weight")
-        y = ctx.add1("ReduceSum", [ctx.add1("Mul", [gathered, w])],
-                     {"axes": (axis + 1,), "keepdims": 0})
+        y = ctx.add1("Resample", [y, ctx.constant(idx, "resize_index"),
+                                  ctx.constant(w.astype(x.dtype.np), "resize_weight")],
+                     {"axis": axis})
     if masks:
         mask = np.zeros(y.shape, dtype=bool)
         for axis, outside in masks:

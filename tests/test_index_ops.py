@@ -130,16 +130,18 @@ def test_new_ops_round_trip_through_optimize() -> None:
              helper.make_node("Atan", ["x"], ["t"]),
              helper.make_node("Reshape", ["x", "img_shape"], ["img"]),
              helper.make_node("GridSample", ["img", "grid"], ["gs"], mode="bilinear"),
-             helper.make_node("MaxPool", ["img"], ["mp", "mi"], kernel_shape=[2, 2])]
+             helper.make_node("MaxPool", ["img"], ["mp", "mi"], kernel_shape=[2, 2]),
+             helper.make_node("Resize", ["img", "", "scales"], ["rs"], mode="cubic")]
     consts = {"k": np.array([2], np.int64), "ax": np.array(1, np.int64),
               "depth": np.array(6, np.int64), "vals": np.array([0, 1], np.float32),
               "gi": idx, "upd": RNG.standard_normal((2, 6)).astype(np.float32),
               "img_shape": np.array([1, 1, 3, 6], np.int64),
+              "scales": np.array([1, 1, 1.5, 0.7], np.float32),
               "grid": RNG.uniform(-1, 1, (1, 2, 2, 2)).astype(np.float32)}
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", 1, x.shape)],
         [helper.make_empty_tensor_value_info(n) for n in ("a", "v", "i", "c", "o", "g", "s",
-                                                          "t", "gs", "mp", "mi")],
+                                                          "t", "gs", "mp", "mi", "rs")],
         initializer=[onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     optimized = onnxc.optimize(model)

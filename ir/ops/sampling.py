@@ -228,3 +228,34 @@ register(OpDef("RoiAlign", _roi_infer, _roi_compute, kind="opaque",
                doc="inputs X, rois (x1, y1, x2, y2), batch_indices; attrs output_height, "
                    "output_width, sampling_ratio (>= 1), spatial_scale, mode, "
                    "coordinate_transformation_mode"))
+
+
+# -- Resample: one axis of a separable resize -----------------------------------------------------
+def _resample_infer(types, attrs, consts):
+    x, idx, w = types
+    axis = int(attrs["axis"])
+    if idx.rank != 2 or w.shape != idx.shape or idx.dtype != DType.int64 or w.dtype != x.dtype:
+        raise ModelError(f"Resample needs int64 indices and weights of one [m, taps] shape, got "
+                         f"{idx} and {w} for {x}")
+    shape = list(x.shape)
+    shape[axis] = idx.shape[0]
+    return [TensorType(x.dtype, tuple(shape))]
+
+
+def _resample_compute(ins, outs, attrs):
+    """out[.., o, ..] = sum over taps t of w[o, t] * x[.., idx[o, t], ..] along ``axis``."""
+    x, idx, w, out = ins[0], ins[1], ins[2], outs[0]
+    axis = int(attrs["axis"])
+
+    def body(*v):
+        def term(t):
+            src = ix_load(idx[v[axis], t])
+            return w[v[axis], t] * x[tuple(src if k == axis else i for k, i in enumerate(v))]
+
+        return reduce("sum", [idx.shape[1]], term)
+
+    return [stage(out.name, out.shape, body)]
+
+
+register(OpDef("Resample", _resample_infer, _resample_compute, kind="reduction",
+               doc="inputs x, int64 indices [m, taps], weights [m, taps]; attr axis"))
