@@ -63,8 +63,7 @@ KNOWN_FAILURES: dict[str, list[str]] = {
     "BatchNormalization in training mode (issue 3)": [r"test_batchnorm_.*training_mode.*"],
     "optional and sequence types (issue 3)": [r"test_identity_opt_.*", r"test_identity_sequence_.*",
                                               r"test_split_to_sequence_.*", r"test_if_seq_.*",
-                                              r"test_if_opt_.*", r"test_loop13_seq_.*",
-                                              r"test_loop16_seq_none_.*"],
+                                              r"test_if_opt_.*"],
     "Scan-8 (with a batch axis and sequence_lens) is not supported": [r"test_scan_sum_.*"],
 }
 
