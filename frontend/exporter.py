@@ -22,10 +22,11 @@ SAME_NAME = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Relu", "Sigmoid",
              "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Identity", "Less", "LessOrEqual",
              "Greater", "GreaterOrEqual", "Equal", "And", "Or", "Xor", "Not", "Where", "MatMul",
              "PRelu", "Softplus", "Softsign", "Sign", "Erf", "Floor", "Ceil", "Round", "Sin",
-             "Cos", "IsNaN"}
+             "Cos", "IsNaN", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh",
+             "Atanh"}
 # Core ops whose attributes are ONNX attributes of the same name and meaning.
 SAME_ATTRS = {"Elu", "Selu", "HardSigmoid", "ThresholdedRelu", "Shrink", "IsInf", "Mod", "Gather",
-              "GatherElements"}
+              "GatherElements", "ArgMax", "ArgMin", "GatherND"}
 
 
 class _Writer:
@@ -112,6 +113,25 @@ def _write_node(w: _Writer, node: Node) -> None:
         "Trilu": lambda: w.emit("Trilu", node, ins + [w.constant(
             np.array(a.get("k", 0), dtype=np.int64), node.outputs[0].name + "_k")],
             upper=int(a.get("upper", 1))),
+        "TopK": lambda: w.emit("TopK", node, ins + [w.constant(
+            np.array([a["k"]], dtype=np.int64), node.outputs[0].name + "_k")],
+            axis=int(a.get("axis", -1)), largest=int(a.get("largest", 1))),
+        "CumSum": lambda: w.emit("CumSum", node, ins + [w.constant(
+            np.array(a["axis"], dtype=np.int64), node.outputs[0].name + "_axis")],
+            exclusive=int(a.get("exclusive", 0)), reverse=int(a.get("reverse", 0))),
+        "OneHot": lambda: w.emit("OneHot", node, [ins[0], w.constant(
+            np.array(a["depth"], dtype=np.int64), node.outputs[0].name + "_depth"), ins[1]],
+            axis=int(a.get("axis", -1))),
+        "ScatterElements": lambda: _scatter(w, node, ins, axis=int(a.get("axis", 0))),
+        "GridSample": lambda: _grid_sample(w, node, ins),
+        "Resample": lambda: _resample(w, node, ins),
+        "MaxPoolIndices": lambda: w.nodes.append(helper.make_node(
+            "MaxPool", ins[:1], [w.fresh(node.outputs[0].name + "_values"),
+                                 w.name(node.outputs[0])],
+            name=w.name(node.outputs[0]) + "_node", storage_order=int(a.get("storage_order", 0)),
+            **_pool_attrs(node))),
+        "BitShift": lambda: _bit_shift(w, node, ins),
+        "ScatterND": lambda: _scatter(w, node, ins),
     }
     if node.op in SAME_NAME:
         w.emit(node.op, node, ins)
@@ -144,6 +164,43 @@ def _gelu(w: _Writer, node: Node, ins: list[str]) -> None:
         inner = add("Erf", [add("Mul", [x, k(1 / np.sqrt(2), "k")], tmp("arg"))], tmp("erf"))
     half = add("Mul", [x, k(0.5, "half")], tmp("half"))
     w.emit("Mul", node, [half, add("Add", [inner, k(1.0, "one")], tmp("one_plus"))])
+
+
+def _scatter(w: _Writer, node: Node, ins: list[str], **attrs) -> None:
+    reduction = node.attrs.get("reduction", "none")
+    if reduction in ("max", "min"):
+        raise OnnxcError(f"{node.op} {node.name!r} with reduction={reduction} needs opset 18")
+    w.emit(node.op, node, ins, reduction=reduction, **attrs)
+
+
+def _resample(w: _Writer, node: Node, ins: list[str]) -> None:
+    """ReduceSum(Gather(x, idx) * weights) along the axis."""
+    axis, rank = int(node.attrs["axis"]), node.inputs[0].type.rank
+    base = node.outputs[0].name
+    gathered, weighted = w.fresh(base + "_taps"), w.fresh(base + "_weighted")
+    shape = w.constant(np.array(list(node.inputs[2].shape) + [1] * (rank - axis - 1),
+                                dtype=np.int64), base + "_wshape")
+    wr = w.fresh(base + "_w")
+    w.nodes += [helper.make_node("Gather", [ins[0], ins[1]], [gathered], axis=axis),
+                helper.make_node("Reshape", [ins[2], shape], [wr]),
+                helper.make_node("Mul", [gathered, wr], [weighted])]
+    w.emit("ReduceSum", node, [weighted, w.constant(np.array([axis + 1], dtype=np.int64),
+                                                    base + "_axes")], keepdims=0)
+
+
+def _grid_sample(w: _Writer, node: Node, ins: list[str]) -> None:
+    if node.inputs[0].type.rank != 4:
+        raise OnnxcError(f"GridSample {node.name!r} on a {node.inputs[0].type.rank}-D input "
+                         f"needs opset 20")
+    mode = {"linear": "bilinear", "cubic": "bicubic"}.get(node.attrs["mode"], "nearest")
+    w.emit("GridSample", node, ins, mode=mode, padding_mode=node.attrs["padding_mode"],
+           align_corners=int(node.attrs.get("align_corners", 0)))
+
+
+def _bit_shift(w: _Writer, node: Node, ins: list[str]) -> None:
+    if not node.inputs[0].dtype.is_unsigned_int:
+        raise OnnxcError(f"BitShift {node.name!r} on {node.inputs[0].dtype} needs opset 26")
+    w.emit("BitShift", node, ins, direction="LEFT" if node.attrs.get("left", 1) else "RIGHT")
 
 
 def _avgpool(w: _Writer, node: Node, ins: list[str]) -> None:

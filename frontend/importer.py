@@ -50,6 +50,7 @@ class ImportContext:
         self.opset = opset
         self.memory_limit = limits.memory_limit(memory_limit)
         self.values: dict[str, Value] = {}
+        self.bound: set[int] = set()  # ids of values already named after their ONNX name
         self.node: onnx.NodeProto | None = None
 
     # -- values ---------------------------------------------------------------------------
@@ -72,10 +73,29 @@ class ImportContext:
         v = self.input(k)
         if v is None:
             return None
-        if v.const is None and v.producer is None and v in self.graph.inputs and \
-                v.type.is_static and v.type.numel() <= MAX_SPECIALIZED_ELEMENTS:
-            raise InputValueNeeded(v.name)
+        if v.const is None:
+            small = self._small_sources(v)
+            if small:  # computed from small graph inputs only: specialize on them
+                raise InputValueNeeded(small[0].name)
         return v.const
+
+    def _small_sources(self, v: Value) -> list[Value]:
+        """The graph inputs ``v`` is computed from, if all of them are small enough to
+        specialize on (and everything else it reads is constant); else []."""
+        found, stack, seen = [], [v], set()
+        while stack:
+            u = stack.pop()
+            if id(u) in seen or u.const is not None:
+                continue
+            seen.add(id(u))
+            if u.producer is None:
+                if not (u in self.graph.inputs and u.type.is_static and
+                        u.type.numel() <= MAX_SPECIALIZED_ELEMENTS):
+                    return []
+                found.append(u)
+            else:
+                stack.extend(w for w in u.producer.inputs if w is not None)
+        return found
 
     def require_const(self, k: int, what: str) -> np.ndarray:
         v = self.input(k)
@@ -173,7 +193,7 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
     """The IR graph of ``model``; ``input_shapes`` fixes (symbolic) input dims and
     ``input_values`` makes the named inputs compile-time constants. ``memory_limit`` bounds
     each tensor folded at compile time (see ``onnxc.ir.limits``)."""
-    from . import onnx_math, onnx_ops, onnx_rnn, onnx_shape_ops  # noqa: F401  (registration)
+    _register_importers()
 
     opset = default_opset(model)
     if opset > SUPPORTED_OPSET:
@@ -213,9 +233,25 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
         raise ModelError(f"input_shapes names unknown inputs: {sorted(input_shapes)}; the model's "
                          f"inputs are {[v.name for v in graph.inputs]}")
 
-    for node in ordered:
+    ctx.bound = bound
+    import_nodes(ctx, ordered)
+
+    outputs = []
+    for vi in g.output:
+        if vi.name not in ctx.values:
+            raise ModelError(f"graph output {vi.name!r} is not produced by any node")
+        outputs.append(ctx.values[vi.name])
+    graph.set_outputs(outputs, [vi.name for vi in g.output])
+    graph.prune()
+    return graph
+
+
+def import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto]) -> None:
+    """Import ``nodes`` in order, binding their outputs in ``ctx.values`` (also used for the
+    bodies of If, Loop and Scan, which are imported inline)."""
+    for node in nodes:
         ctx.node = node
-        check_input_types(node, ctx.values, opset, node_label(node))
+        check_input_types(node, ctx.values, ctx.opset, node_label(node))
         try:
             outs = IMPORTERS[node.op_type](ctx, node)
         except ModelError as exc:
@@ -237,24 +273,22 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
                 raise ModelError(f"value {name!r} is produced twice", node=node.name,
                                  op=node.op_type)
             ctx.values[name] = outs[k]
-            if outs[k].producer is not None and id(outs[k]) not in bound:
-                graph.rename(outs[k], name)
-            bound.add(id(outs[k]))
+            if outs[k].producer is not None and id(outs[k]) not in ctx.bound:
+                ctx.graph.rename(outs[k], name)
+            ctx.bound.add(id(outs[k]))
 
-    outputs = []
-    for vi in g.output:
-        if vi.name not in ctx.values:
-            raise ModelError(f"graph output {vi.name!r} is not produced by any node")
-        outputs.append(ctx.values[vi.name])
-    graph.set_outputs(outputs, [vi.name for vi in g.output])
-    graph.prune()
-    return graph
+
+def _register_importers() -> None:
+    """The importer modules register their ONNX ops on import."""
+    from . import (onnx_attention, onnx_control, onnx_einsum, onnx_index,  # noqa: F401
+                   onnx_math, onnx_misc, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
+                   onnx_rnn, onnx_shape_ops, onnx_signal)
 
 
 def check_ops(model: onnx.ModelProto) -> None:
     """Raise UnsupportedOpError listing every node whose op onnxc cannot import, without
     importing anything (for models whose import waits for their input shapes)."""
-    from . import onnx_math, onnx_ops, onnx_rnn, onnx_shape_ops  # noqa: F401  (registration)
+    _register_importers()
 
     _check_supported(model.graph)
 
@@ -268,6 +302,12 @@ def _check_supported(g: onnx.GraphProto) -> None:
                              f"domain {node.domain!r} is not supported"))
         elif node.op_type not in IMPORTERS:
             problems.append((node.name or "<unnamed>", node.op_type, "no importer for this op"))
+        for a in node.attribute:  # the bodies of If, Loop and Scan
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                try:
+                    _check_supported(sub)
+                except UnsupportedOpError as exc:
+                    problems.extend(exc.problems)
     if problems:
         raise UnsupportedOpError(problems)
 

@@ -13,7 +13,8 @@ from onnxc.ir.dtypes import DType
 
 from .importer import ImportContext, onnx_op
 
-_PLAIN = ("Softplus", "Softsign", "Sign", "Erf", "Floor", "Ceil", "Round", "Sin", "Cos", "IsNaN")
+_PLAIN = ("Softplus", "Softsign", "Sign", "Erf", "Floor", "Ceil", "Round", "Sin", "Cos", "IsNaN",
+          "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "BitwiseNot")
 
 # ONNX op -> {attribute: default}; the attributes become the core op's (float) attributes.
 _WITH_ATTRS = {
@@ -64,6 +65,35 @@ def _mod(ctx: ImportContext, node):
     if a.dtype != b.dtype:
         raise ctx.error(f"inputs must share one element type, got {a.type} and {b.type}")
     return ctx.add("Mod", [a, b], {"fmod": fmod})
+
+
+@onnx_op("BitwiseAnd", "BitwiseOr", "BitwiseXor")
+def _bitwise(ctx: ImportContext, node):
+    """The core And/Or/Xor are bitwise on integers."""
+    a, b = ctx.input(0), ctx.input(1)
+    if a.dtype.is_float or a.dtype == DType.bool or a.dtype != b.dtype:
+        raise ctx.error(f"inputs must be integers of one type, got {a.type} and {b.type}")
+    return ctx.add(node.op_type[len("Bitwise"):], [a, b])
+
+
+@onnx_op("BitShift")
+def _bit_shift(ctx: ImportContext, node):
+    x, y = ctx.input(0), ctx.input(1)
+    if x.dtype.is_float or x.dtype == DType.bool or x.dtype != y.dtype:
+        raise ctx.error(f"inputs must be integers of one type, got {x.type} and {y.type}")
+    direction = ctx.attr("direction")
+    if direction not in ("LEFT", "RIGHT"):
+        raise ctx.error(f"direction must be LEFT or RIGHT, got {direction!r}")
+    return ctx.add("BitShift", [x, y], {"left": int(direction == "LEFT")})
+
+
+@onnx_op("Swish")
+def _swish(ctx: ImportContext, node):
+    """x * sigmoid(alpha * x)."""
+    x = ctx.input(0)
+    alpha = float(ctx.attr("alpha", 1.0))
+    z = x if alpha == 1.0 else ctx.add1("Mul", [x, _scalar(ctx, alpha, x)])
+    return [ctx.add1("Mul", [x, ctx.add1("Sigmoid", [z])])]
 
 
 @onnx_op("HardSwish")
@@ -129,3 +159,22 @@ def _layer_norm(ctx: ImportContext, node):
     if bias is not None:
         y = ctx.add1("Add", [y, bias])
     return [y, mean, inv_std]
+
+
+@onnx_op("BitCast")
+def _bitcast(ctx: ImportContext, node):
+    from .onnx_types import dtype_from_onnx
+
+    to = dtype_from_onnx(ctx.attr("to"), "BitCast: ")
+    return ctx.add("BitCast", [ctx.input(0)], {"to": to.value})
+
+
+@onnx_op("Det")
+def _det(ctx: ImportContext, node):
+    x = ctx.input(0)
+    from onnxc.ir.ops.linalg import MAX_DET_SIZE
+
+    if x.shape[-1] > MAX_DET_SIZE and x.const is None:
+        raise ctx.unsupported(f"Det of {x.shape[-1]} x {x.shape[-1]} matrices computed at run "
+                              f"time is not supported (closed forms up to {MAX_DET_SIZE})")
+    return ctx.add("Det", [x])

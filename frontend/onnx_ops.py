@@ -226,12 +226,13 @@ def _pool_attrs(ctx: ImportContext, x):
 
 @onnx_op("MaxPool")
 def _maxpool(ctx: ImportContext, node):
-    if len(node.output) > 1 and node.output[1]:
-        raise ctx.unsupported("the Indices output of MaxPool is not supported yet")
-    if ctx.attr("storage_order", 0):
-        raise ctx.unsupported("storage_order=1 is not supported yet")
     x = ctx.input(0)
-    return ctx.add("MaxPool", [x], _pool_attrs(ctx, x))
+    attrs = _pool_attrs(ctx, x)
+    y = ctx.add1("MaxPool", [x], attrs)
+    if len(node.output) < 2 or not node.output[1]:
+        return [y]
+    order = int(ctx.attr("storage_order", 0))
+    return [y, ctx.add1("MaxPoolIndices", [x, y], {**attrs, "storage_order": order})]
 
 
 @onnx_op("AveragePool")

@@ -18,11 +18,13 @@ _UNARY = {
     "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh,
     "abs": np.abs, "floor": np.floor, "ceil": np.ceil, "round": np.rint,
     "not": np.logical_not, "sin": np.sin, "cos": np.cos, "erf": np.frompyfunc(math.erf, 1, 1),
+    "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh,
+    "cosh": np.cosh, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
 }
 _BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "max": np.maximum,
-    "min": np.minimum, "pow": np.power, "and": np.logical_and, "or": np.logical_or,
-    "xor": np.logical_xor, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+    "min": np.minimum, "pow": np.power, "and": np.bitwise_and, "or": np.bitwise_or,
+    "xor": np.bitwise_xor, "shl": np.left_shift, "shr": np.right_shift, "lt": np.less, "le": np.less_equal, "gt": np.greater,
     "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal,
 }
 _REDUCE = {"sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}
@@ -97,6 +99,8 @@ def _eval_node(e: Expr, env: dict[Var, np.ndarray], tensors: dict[str, np.ndarra
                 out = np.where(args[0], args[1], args[2])
             elif e.name == "cast":
                 out = args[0].astype(e.dtype.np)
+            elif e.name == "bitcast":
+                out = np.ascontiguousarray(args[0]).view(e.dtype.np)
             elif e.name == "div":
                 out = _div(args[0], args[1], e.dtype)
             elif e.name == "mod":

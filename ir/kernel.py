@@ -167,10 +167,12 @@ class Var(Ix):
 # --------------------------------------------------------------------------------------------
 # Scalar expressions
 # --------------------------------------------------------------------------------------------
-# "round" rounds half to even; "mod" is C's remainder (fmod: the sign of the dividend).
+# "round" rounds half to even; "mod" is C's remainder (fmod: the sign of the dividend);
+# "and", "or", "xor" are bitwise on integers (logical on bool); "shl" and "shr" (arithmetic
+# for signed types) are defined for shift amounts in [0, bit width) only.
 UNARY = {"neg", "exp", "log", "sqrt", "tanh", "abs", "floor", "ceil", "round", "not", "erf", "sin",
-         "cos"}
-BINARY = {"add", "sub", "mul", "div", "max", "min", "pow", "mod", "and", "or", "xor"}
+         "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh"}
+BINARY = {"add", "sub", "mul", "div", "max", "min", "pow", "mod", "and", "or", "xor", "shl", "shr"}
 COMPARE = {"lt", "le", "gt", "ge", "eq", "ne"}
 
 
@@ -244,6 +246,14 @@ def call(name: str, *args: Expr, dtype: DType | None = None) -> Op:
 
 def cast(x: Expr, dtype: DType) -> Expr:
     return x if x.dtype == dtype else Op("cast", (x,), dtype)
+
+
+def bitcast(x: Expr, dtype: DType) -> Expr:
+    """The same bytes read as another type of the same size (not float16: it computes in
+    float32)."""
+    if x.dtype.itemsize != dtype.itemsize or DType.float16 in (x.dtype, dtype):
+        raise ValueError(f"cannot bitcast {x.dtype} to {dtype}")
+    return x if x.dtype == dtype else Op("bitcast", (x,), dtype)
 
 
 def select(cond: Expr, a: Expr, b: Expr) -> Op:

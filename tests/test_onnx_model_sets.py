@@ -7,13 +7,7 @@ import onnx.backend.test
 
 import onnxc.backend
 
-KNOWN_FAILURES: dict[str, list[str]] = {
-    "ConvTranspose is not supported yet (issue 3)": [
-        "test_ConvTranspose2d_cpu", "test_ConvTranspose2d_no_bias_cpu",
-        "test_operator_convtranspose_cpu"],
-    "InstanceNormalization is not supported yet (issue 3)": [
-        "test_operator_symbolic_override_cpu"],
-}
+KNOWN_FAILURES: dict[str, list[str]] = {}
 SETS = ("OnnxBackendPyTorchConvertedModelTest", "OnnxBackendPyTorchOperatorModelTest")
 
 backend_test = onnx.backend.test.BackendTest(onnxc.backend, __name__)

@@ -464,7 +464,9 @@ class ScalarOps:
     FLOAT_INTRINSICS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs",
                         "floor": "floor", "ceil": "ceil", "round": "roundeven", "sin": "sin",
                         "cos": "cos"}
-    LIBM = {"tanh": "tanh", "erf": "erf"}
+    LIBM = {"tanh": "tanh", "erf": "erf", "tan": "tan", "asin": "asin", "acos": "acos",
+            "atan": "atan", "sinh": "sinh", "cosh": "cosh", "asinh": "asinh", "acosh": "acosh",
+            "atanh": "atanh"}
 
     def __init__(self, se: StageEmitter):
         self.se, self.b = se, se.b
@@ -511,6 +513,10 @@ class ScalarOps:
             return b.select(*args)
         if name == "cast":
             return self.cast(args[0], src, e.dtype)
+        if name == "bitcast":  # bool (i1) travels as its byte
+            x = b.zext(args[0], ir.IntType(8)) if src == DType.bool else args[0]
+            y = b.bitcast(x, storage_type(e.dtype))
+            return b.icmp_unsigned("!=", y, y.type(0)) if e.dtype == DType.bool else y
         if name in ("lt", "le", "gt", "ge", "eq", "ne"):
             sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[name]
             if src.is_float:
@@ -520,6 +526,10 @@ class ScalarOps:
             return b.icmp_signed(sym, *args)
         if name in ("and", "or", "xor"):
             return {"and": b.and_, "or": b.or_, "xor": b.xor}[name](*args)
+        if name == "shl":
+            return b.shl(*args)
+        if name == "shr":
+            return b.lshr(*args) if e.dtype.is_unsigned_int else b.ashr(*args)
         if name == "not":
             return b.xor(args[0], I1(1))
         if name == "neg":

@@ -58,8 +58,9 @@ def match_gemm(st: Stage, shapes: dict) -> GemmPlan | None:
     red = reds[0]
     body = red.body
     if not (isinstance(body, Op) and body.name == "mul" and
-            all(isinstance(x, Load) and x.pad is None for x in body.args)):
-        return None
+            all(isinstance(x, Load) and x.pad is None and x.dtype == DType.float32
+                for x in body.args)):
+        return None  # the template loads float32 vectors (a Cast epilogue may widen float16)
     j = st.vars[-1]
     for a, b in (body.args, body.args[::-1]):
         if flat_coef(b, j, shapes[b.tensor]) != 1 or flat_coef(a, j, shapes[a.tensor]) != 0:

@@ -28,7 +28,9 @@ _INT_BITS = {DType.int8: 8, DType.int16: 16, DType.int32: 32, DType.int64: 64, D
              DType.uint16: 16, DType.uint32: 32, DType.uint64: 64}
 _FLOAT_FN = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
              "ceil": "ceil", "round": "rint", "sin": "sin", "cos": "cos", "tanh": "tanh",
-             "erf": "erf"}  # rint: half to even in the default rounding mode, like roundeven
+             "erf": "erf", "tan": "tan", "asin": "asin", "acos": "acos", "atan": "atan",
+             "sinh": "sinh", "cosh": "cosh", "asinh": "asinh", "acosh": "acosh",
+             "atanh": "atanh"}  # rint: half to even in the default rounding mode, like roundeven
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 
 def storage_type(dtype: DType) -> str:
@@ -243,11 +245,17 @@ class StageWriter:
             return f"({a[0]} ? {a[1]} : {a[2]})"
         if name == "cast":
             return cast(a[0], src, dt)
+        if name == "bitcast":  # through the storage types (bool is a byte)
+            return f"ox_bitcast<{storage_type(dt)}, {storage_type(src)}>({a[0]})"
         if name in _COMPARE:  # C's float compares are ordered except !=, as in the cpu backend
             return f"({a[0]} {_COMPARE[name]} {a[1]})"
         if name in ("and", "or", "xor"):
             sym = {"and": "&", "or": "|", "xor": "^"}[name]
             return f"(({t})({a[0]} {sym} {a[1]}))"
+        if name == "shl":  # through unsigned: no undefined behaviour for negative values
+            return f"(({t})((unsigned long long)({a[0]}) << ({a[1]})))"
+        if name == "shr":  # arithmetic for signed types
+            return f"(({t})({a[0]} >> {a[1]}))"
         if name == "not":
             return f"(!{a[0]})"
         if name == "neg":

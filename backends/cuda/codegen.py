@@ -44,6 +44,9 @@ __device__ __forceinline__ double ox_min(double a, double b) {
   return (a != a || b != b) ? __builtin_nan("") : fmin(a, b); }
 template <typename T> __device__ __forceinline__ T ox_max(T a, T b) { return a > b ? a : b; }
 template <typename T> __device__ __forceinline__ T ox_min(T a, T b) { return a < b ? a : b; }
+template <typename T, typename S> __device__ __forceinline__ T ox_bitcast(S s) {
+  union { S s; T t; } u; u.s = s; return u.t;
+}
 // A float rounded to the nearest float16 (a cast to float16 computed in float).
 __device__ __forceinline__ float ox_round_half(float x) {
   return __half2float(__float2half(x)); }

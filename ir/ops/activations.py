@@ -107,3 +107,32 @@ _elementwise("Cos", lambda x: call("cos", x))
 _elementwise("IsNaN", lambda x: call("ne", x, x), out_dtype=DType.bool)
 _elementwise("IsInf", _is_inf, out_dtype=DType.bool)
 _elementwise("Mod", _mod, doc="attr fmod: 1 for C's remainder, 0 for Python's")
+for _name in ("Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"):
+    _elementwise(_name, lambda x, _f=_name.lower(): call(_f, x))
+
+
+def _bitwise_not(x: Expr) -> Expr:
+    """x xor all-ones (for unsigned types all-ones is the type's maximum)."""
+    ones = int(x.dtype.np.type(-1).item()) if x.dtype.is_signed_int else \
+        int((1 << (8 * x.dtype.itemsize)) - 1)
+    return call("xor", x, _k(ones, x))
+
+
+_elementwise("BitwiseNot", _bitwise_not, doc="integers only; And/Or/Xor are bitwise on integers")
+
+
+def _bit_shift(x: Expr, y: Expr, left: int = 1) -> Expr:
+    """Shift amounts outside [0, width) give 0, or -1 for a right shift of a negative value."""
+    width = 8 * x.dtype.itemsize
+    inside = call("lt", y, _k(width, y))
+    if x.dtype.is_signed_int:
+        inside = call("and", inside, call("ge", y, _zero(y)))
+    shifted = call("shl" if left else "shr", x, select(inside, y, _zero(y)))
+    if left or not x.dtype.is_signed_int:
+        outside = _zero(x)
+    else:
+        outside = select(_lt(x, _zero(x)), _k(-1, x), _zero(x))
+    return select(inside, shifted, outside)
+
+
+_elementwise("BitShift", _bit_shift, doc="attr left (1: <<, 0: >>); integers of one type")

@@ -5,7 +5,7 @@ from typing import Callable
 
 from ..dtypes import DType
 from ..errors import ModelError
-from ..kernel import Expr, call, cast, const, maximum, minimum, select, stage
+from ..kernel import Expr, bitcast, call, cast, const, maximum, minimum, select, stage
 from ..types import TensorType
 from .registry import OpDef, broadcast_shapes, register
 
@@ -119,3 +119,20 @@ def _where_infer(types, attrs, consts):
 
 
 _elementwise("Where", select, infer=_where_infer)
+
+
+def _bitcast_infer(types, attrs, consts):
+    x, to = types[0], DType(attrs["to"])
+    if x.dtype.itemsize != to.itemsize or DType.float16 in (x.dtype, to):
+        raise ModelError(f"BitCast needs element types of one size (not float16), got "
+                         f"{x.dtype} to {to}")
+    return [TensorType(to, x.shape)]
+
+
+def _bitcast_compute(ins, outs, attrs):
+    x, out = ins[0], outs[0]
+    return [stage(out.name, out.shape, lambda *v: bitcast(x.broadcast_to(v), out.dtype))]
+
+
+register(OpDef("BitCast", _bitcast_infer, _bitcast_compute, kind="elementwise",
+               doc="attr to: the same bytes as another type of the same size"))

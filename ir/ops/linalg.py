@@ -1,6 +1,8 @@
 """Matrix products."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ModelError
 from ..kernel import Ix, reduce, stage
 from ..types import TensorType
@@ -43,3 +45,44 @@ def _matmul_compute(ins, outs, attrs):
 
 register(OpDef("MatMul", _matmul_infer, _matmul_compute, kind="reduction",
                doc="numpy matmul of rank >= 2 operands with broadcast batch dims"))
+
+
+# -- Det (closed forms for matrices up to 3 x 3) ----------------------------------------------------
+MAX_DET_SIZE = 3
+
+
+def _det_infer(types, attrs, consts):
+    x = types[0]
+    if x.rank < 2 or x.shape[-1] != x.shape[-2]:
+        raise ModelError(f"Det needs [..., n, n] matrices, got {x}")
+    return [TensorType(x.dtype, tuple(x.shape[:-2]))]
+
+
+def _det_compute(ins, outs, attrs):
+    x, out = ins[0], outs[0]
+    n = x.shape[-1]
+    if n > MAX_DET_SIZE:
+        raise ModelError(f"Det of {n} x {n} matrices is not supported (closed forms up to "
+                         f"{MAX_DET_SIZE} x {MAX_DET_SIZE})")
+
+    def body(*v):
+        def a(i, j):
+            return x[tuple(v) + (i, j)]
+
+        if n == 1:
+            return a(0, 0)
+        if n == 2:
+            return a(0, 0) * a(1, 1) - a(0, 1) * a(1, 0)
+        return (a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1))
+                - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
+                + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0)))
+
+    return [stage(out.name, out.shape, body)]
+
+
+def _det_reference(arrays, attrs):
+    return [np.linalg.det(arrays[0]).astype(arrays[0].dtype)]
+
+
+register(OpDef("Det", _det_infer, _det_compute, _det_reference, kind="elementwise",
+               doc="determinants of [..., n, n] matrices; n <= 3 at run time"))

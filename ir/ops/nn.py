@@ -6,8 +6,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..dtypes import DType
 from ..errors import ModelError
-from ..kernel import Ix, TensorRef, call, const, reduce, stage
+from ..kernel import (IndexValue, Ix, Load, TensorRef, call, const, ix_load, reduce, select,
+                      stage)
 from ..types import TensorType
 from .registry import OpDef, register
 
@@ -247,3 +249,53 @@ def _lrn_compute(ins, outs, attrs):
 
 register(OpDef("LRN", _lrn_infer, _lrn_compute, kind="reduction",
                doc="attrs size, alpha, beta, bias: normalization across channels"))
+
+
+# -- MaxPool's Indices output ---------------------------------------------------------------------
+def _pool_indices_infer(types, attrs, consts):
+    return [TensorType(DType.int64, types[1].shape)]
+
+
+def _pool_indices_compute(ins, outs, attrs):
+    """The flat index (into X) of the first window element equal to the pooled maximum;
+    storage_order 1 numbers the spatial positions column-major (2-D)."""
+    x, y, out = ins[0], ins[1], outs[0]
+    kernel = list(attrs["kernel_shape"])
+    nd = len(kernel)
+    strides, dilations, pads = _spatial_attrs(attrs, nd)
+    spatial = x.shape[2:]
+    big = const(int(np.prod(x.shape)), DType.int64)
+    first = f"{out.name}__first"
+
+    def first_body(n, c, *o):
+        def term(*kk):
+            pos = [o[d] * strides[d] + kk[d] * dilations[d] - pads[d] for d in range(nd)]
+            inside = None
+            for d in range(nd):
+                ok = call("and", call("ge", IndexValue(pos[d]), const(0, DType.int64)),
+                          call("lt", IndexValue(pos[d]), const(spatial[d], DType.int64)))
+                inside = ok if inside is None else call("and", inside, ok)
+            flat = n * x.shape[1] + c
+            for d in range(nd):
+                flat = flat * spatial[d] + pos[d]
+            hit = call("and", inside, call("eq", x.padded([n, c] + pos, -math.inf),
+                                           y[(n, c) + tuple(o)]))
+            return select(hit, IndexValue(flat), big)
+
+        return reduce("min", kernel, term)
+
+    if not attrs.get("storage_order", 0):
+        return [stage(out.name, out.shape, first_body)]
+    if nd != 2:
+        raise ModelError("storage_order=1 is only defined here for 2-D pooling")
+    h, w = spatial
+
+    def column_major(*v):
+        flat = ix_load(Load(first, tuple(v), DType.int64))
+        return IndexValue((flat // (h * w)) * (h * w) + (flat % w) * h + (flat // w) % h)
+
+    return [stage(first, out.shape, first_body), stage(out.name, out.shape, column_major)]
+
+
+register(OpDef("MaxPoolIndices", _pool_indices_infer, _pool_indices_compute, kind="opaque",
+               doc="inputs X and MaxPool(X); attrs as MaxPool plus storage_order"))

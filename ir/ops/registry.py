@@ -77,8 +77,8 @@ def _load_all() -> None:
     # the import statement (a few microseconds even when cached) runs only once.
     if _LOADED:
         return
-    from . import (activations, elementwise, layernorm, linalg, nn,  # noqa: F401
-                   placement_ops, reduction, shape_ops)
+    from . import (activations, elementwise, index_ops, layernorm, linalg, nn,  # noqa: F401
+                   placement_ops, reduction, sampling, shape_ops)
     _LOADED.append(True)
 
 
