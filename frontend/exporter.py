@@ -133,7 +133,15 @@ def _write_node(w: _Writer, node: Node) -> None:
         "BitShift": lambda: _bit_shift(w, node, ins),
         "ScatterND": lambda: _scatter(w, node, ins),
     }
-    if node.op in SAME_NAME:
+    if node.op in ("And", "Or", "Xor") and node.inputs[0].dtype != DType.bool:
+        w.opset = max(w.opset, 18)  # on integers the core ops are bitwise: BitwiseAnd, ...
+        w.emit("Bitwise" + node.op, node, ins)
+    elif node.op == "BitwiseNot":
+        w.opset = max(w.opset, 18)
+        w.emit("BitwiseNot", node, ins)
+    elif node.op == "Det":
+        w.emit("Det", node, ins)
+    elif node.op in SAME_NAME:
         w.emit(node.op, node, ins)
     elif node.op in SAME_ATTRS:
         w.emit(node.op, node, ins, **a)
@@ -169,7 +177,7 @@ def _gelu(w: _Writer, node: Node, ins: list[str]) -> None:
 def _scatter(w: _Writer, node: Node, ins: list[str], **attrs) -> None:
     reduction = node.attrs.get("reduction", "none")
     if reduction in ("max", "min"):
-        raise OnnxcError(f"{node.op} {node.name!r} with reduction={reduction} needs opset 18")
+        w.opset = max(w.opset, 18)  # reductions max and min came with opset 18
     w.emit(node.op, node, ins, reduction=reduction, **attrs)
 
 
@@ -204,11 +212,33 @@ def _bit_shift(w: _Writer, node: Node, ins: list[str]) -> None:
 
 
 def _avgpool(w: _Writer, node: Node, ins: list[str]) -> None:
-    dilated = any(d != 1 for d in node.attrs["dilations"])
+    """The core op divides window sums by its divisor input; ONNX's AveragePool by its own
+    count. Where they differ (LpPool's sum pool, ...) the result is rescaled by a Mul."""
+    from onnxc.ir.ops.nn import pool_divisor
+
+    a = node.attrs
+    dilated = any(d != 1 for d in a["dilations"])
     if dilated:
         w.opset = max(w.opset, 19)  # AveragePool's dilations came with opset 19
-    w.emit("AveragePool", node, ins[:1], count_include_pad=int(
-        node.attrs.get("count_include_pad", 0)), **_pool_attrs(node, dilations=dilated))
+    x, out = node.inputs[0], node.outputs[0]
+    include = bool(a.get("count_include_pad", 0))
+    divisor = node.inputs[1].const if len(node.inputs) > 1 and node.inputs[1] is not None \
+        else None
+
+    def standard(include_pad: bool):
+        return pool_divisor(x.shape[2:], out.shape[2:], a["kernel_shape"], a["strides"],
+                            a["pads"], a["dilations"], include_pad)
+
+    attrs = _pool_attrs(node, dilations=dilated)
+    if divisor is None or np.array_equal(np.broadcast_to(divisor, out.shape[2:]),
+                                         standard(include)):
+        w.emit("AveragePool", node, ins[:1], count_include_pad=int(include), **attrs)
+        return
+    pooled = w.fresh(out.name + "_avg")
+    w.nodes.append(helper.make_node("AveragePool", ins[:1], [pooled], name=pooled + "_node",
+                                    count_include_pad=1, **attrs))
+    scale = (standard(True) / np.broadcast_to(divisor, out.shape[2:])).astype(x.dtype.np)
+    w.emit("Mul", node, [pooled, w.constant(scale, out.name + "_rescale")])
 
 
 def _slice(w: _Writer, node: Node, ins: list[str]) -> None:
