@@ -110,7 +110,7 @@ def _place(proto, shapes, devices: list[Device], pins, options: CompileOptions,
     from onnxc.passes.placement import PlaceNodes
 
     budgets = {d.name: d.memory_bytes for d in devices}
-    for attempt in range(4):
+    for attempt in range(8):
         try:
             graph = optimize_graph(proto, shapes, options)
         except InputValueNeeded as need:

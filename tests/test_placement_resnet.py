@@ -19,7 +19,9 @@ MB = 40_000_000
 def resnet():
     path = next(p for p in light_model_paths() if p.endswith("light_resnet50.onnx"))
     model = randomize_light_model(path, seed=3)
-    devices = [onnxc.Device("cpu", k, memory_bytes=MB) for k in range(4)]
+    # Fixed figures (not measured on this busy machine) so the placement is the same every run.
+    devices = [onnxc.Device("cpu", k, memory_bytes=MB, flops=1e11, link_bandwidth=1e10)
+               for k in range(4)]
     sess = onnxc.compile(model, devices=devices)
     name = sess.get_inputs()[0].name
     xs = [np.random.default_rng(k).standard_normal((1, 3, 224, 224)).astype(np.float32)
