@@ -323,12 +323,15 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
         w.name(v)
     # The outputs keep the model's names: reserve them before any other value is named.
     inputs = {id(v) for v in graph.inputs}
+    free: set[str] = set()  # reserved output names not yet written by a node
     for v, out_name in zip(graph.outputs, graph.output_names):
         if out_name in w.used:
             continue
         w.used.add(out_name)
         if id(v) not in w.names and id(v) not in inputs and v.const is None:
             w.names[id(v)] = out_name
+        else:
+            free.add(out_name)
     for v in graph.constants.values():
         w.initializers.append(numpy_helper.from_array(np.asarray(v.const), w.name(v)))
     for node in graph.nodes:
@@ -337,10 +340,9 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
     for v, out_name in zip(graph.outputs, graph.output_names):
         name = w.name(v)
         if name != out_name:
-            if any(out_name in n.output for n in w.nodes) or \
-                    any(out_name == t.name for t in w.initializers) or \
-                    any(out_name == w.names.get(id(i)) for i in graph.inputs):
+            if out_name not in free:
                 raise OnnxcError(f"output name {out_name!r} clashes with another value")
+            free.discard(out_name)
             w.nodes.append(helper.make_node("Identity", [name], [out_name],
                                             name=f"{out_name}_output"))
         outputs.append(_value_info(out_name, v))

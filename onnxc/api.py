@@ -12,7 +12,7 @@ from onnxc.frontend import ModelLike, load_model
 from onnxc.ir.errors import CompileError, ModelError, OnnxcError, UnsupportedOpError
 from onnxc.ir.limits import memory_limit
 from onnxc.frontend.onnx_types import value_info_type
-from onnxc.runtime.build import CompileOptions, build_executable
+from onnxc.runtime.build import CompileOptions, build_executable, declared_inputs
 from onnxc.runtime.plan import TensorSpec
 from onnxc.runtime.session import Session
 
@@ -93,15 +93,7 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
                              memory_limit_bytes=memory_limit_bytes)
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
-    inits = {t.name for t in proto.graph.initializer}
-    declared = []
-    for vi in proto.graph.input:
-        if vi.name in inits:
-            continue
-        t = value_info_type(vi)
-        shape = tuple(input_shapes[vi.name]) if input_shapes and vi.name in input_shapes \
-            else t.shape
-        declared.append(TensorSpec(vi.name, tuple(shape), t.dtype.value))
+    declared = declared_inputs(proto, input_shapes)
     static = all(isinstance(d, int) for s in declared for d in s.shape)
     executables, graph = {}, None
     value_inputs = []

@@ -17,6 +17,7 @@ import numpy as np
 from onnxc.frontend import ModelLike, load_model
 from onnxc.ir import Graph
 from onnxc.ir.errors import InputValueNeeded, OnnxcError
+from onnxc.random_data import random_array
 
 
 @dataclass
@@ -69,13 +70,8 @@ def random_feeds(proto, shapes: Mapping[str, Sequence[int]] | None = None,
         t = value_info_type(vi)
         shape = tuple(shapes[vi.name]) if shapes and vi.name in shapes else t.shape
         shape = tuple(d if isinstance(d, int) else 1 for d in shape)  # symbolic dims: 1
-        dtype = t.dtype.np
-        if dtype == np.bool_:
-            feeds[vi.name] = rng.random(shape) < 0.5
-        elif np.issubdtype(dtype, np.integer):
-            feeds[vi.name] = rng.integers(0, 4, size=shape).astype(dtype)
-        else:
-            feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
+        # Small integers: they are often indices into small axes.
+        feeds[vi.name] = random_array(rng, shape, t.dtype.np, int_high=4)
     return feeds
 
 

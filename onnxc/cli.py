@@ -312,6 +312,8 @@ def _random_feeds(session: Any, given: dict[str, Any], seed: int,
     """Random data for each input not already fed; symbolic dims must come from --input-shape."""
     import numpy as np
 
+    from onnxc.random_data import random_array
+
     rng = np.random.default_rng(seed)
     feeds = {}
     for info in session.get_inputs():
@@ -326,12 +328,7 @@ def _random_feeds(session: Any, given: dict[str, Any], seed: int,
         if dtype is None:
             raise _UsageError(f"cannot make random data for input {info.name!r} of type "
                               f"{info.type}; feed it with --input")
-        if dtype == "bool":
-            feeds[info.name] = rng.random(shape) < 0.5
-        elif np.issubdtype(dtype, np.integer):
-            feeds[info.name] = rng.integers(0, 10, size=shape).astype(dtype)
-        else:
-            feeds[info.name] = rng.standard_normal(shape).astype(dtype)
+        feeds[info.name] = random_array(rng, shape, dtype)
     return feeds
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from onnxc.ir import Graph, Node, Value
 from onnxc.ir.ops.registry import broadcast_shapes
 
-from .manager import Pass
+from .manager import Pass, rewrite_until_stable
 from .simplify import combine_constant_chain
 
 
@@ -41,15 +41,8 @@ class FoldBatchNorm(Pass):
     purpose = "fold per-channel scale/shift (BatchNorm) into Conv and MatMul weights"
 
     def run(self, graph: Graph) -> Graph:
-        changed = True
-        while changed:
-            changed = False
-            for node in list(graph.nodes):
-                if node.op in ("Mul", "Add") and (
-                        self._fold(graph, node) or self._distribute(graph, node)
-                        or combine_constant_chain(graph, node)):
-                    changed = True
-        return graph
+        return rewrite_until_stable(graph, lambda g, n: n.op in ("Mul", "Add") and (
+            self._fold(g, n) or self._distribute(g, n) or combine_constant_chain(g, n)))
 
     def _fold(self, graph: Graph, node: Node) -> bool:
         outputs = {id(v) for v in graph.outputs}

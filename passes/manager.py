@@ -5,7 +5,7 @@ import logging
 import time
 from typing import Callable
 
-from onnxc.ir import Graph
+from onnxc.ir import Graph, Node
 from onnxc.ir.verifier import verify
 
 log = logging.getLogger("onnxc.passes")
@@ -19,6 +19,22 @@ class Pass:
 
     def run(self, graph: Graph) -> Graph:
         raise NotImplementedError
+
+
+def rewrite_until_stable(graph: Graph, rule: Callable[[Graph, Node], bool]) -> Graph:
+    """Apply ``rule(graph, node)`` to every live node, again and again until no rule fires.
+
+    A rule returns True when it rewrote; it may remove nodes (the node itself or others), so
+    nodes removed since the sweep began are skipped."""
+    changed = True
+    while changed:
+        changed = False
+        alive = {id(n) for n in graph.nodes}
+        for node in list(graph.nodes):
+            if id(node) in alive and rule(graph, node):
+                changed = True
+                alive = {id(n) for n in graph.nodes}
+    return graph
 
 
 class PassManager:

@@ -15,7 +15,7 @@ import numpy as np
 from onnxc.ir import Graph, Node, Value
 from onnxc.ir.ops.registry import broadcast_shapes
 
-from .manager import Pass
+from .manager import Pass, rewrite_until_stable
 
 NEUTRAL = {"Add": (0, (0, 1)), "Sub": (0, (1,)), "Mul": (1, (0, 1)), "Div": (1, (1,)),
            "Pow": (1, (1,))}  # op -> (neutral value, input positions where it may stand)
@@ -110,12 +110,4 @@ class Simplify(Pass):
     purpose = "remove no-op layout ops and neutral arithmetic; merge constant chains"
 
     def run(self, graph: Graph) -> Graph:
-        changed = True
-        while changed:
-            changed = False
-            alive = {id(n) for n in graph.nodes}
-            for node in list(graph.nodes):
-                if id(node) in alive and node.op != "Fused" and _simplify(graph, node):
-                    changed = True
-                    alive = {id(n) for n in graph.nodes}
-        return graph
+        return rewrite_until_stable(graph, lambda g, n: n.op != "Fused" and _simplify(g, n))

@@ -4,14 +4,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
 
 from onnxc.ir import Graph
 from onnxc.runtime.executable import Executable, KernelInfo
-from onnxc.runtime.plan import make_plan
+from onnxc.frontend.onnx_types import value_info_type
+from onnxc.runtime.plan import TensorSpec, make_plan
 
 log = logging.getLogger("onnxc.runtime")
 
@@ -183,3 +184,19 @@ def plan_for_model(model, feeds: dict):
             if need.input_name in values or need.input_name not in feeds:
                 raise
             values[need.input_name] = np.asarray(feeds[need.input_name])
+
+
+def declared_inputs(proto: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None
+                    ) -> list[TensorSpec]:
+    """The model's feeds (initializers listed as inputs are not), with ``input_shapes``
+    fixing their (symbolic) dims."""
+    inits = {t.name for t in proto.graph.initializer}
+    specs = []
+    for vi in proto.graph.input:
+        if vi.name in inits:
+            continue
+        t = value_info_type(vi)
+        shape = tuple(input_shapes[vi.name]) if input_shapes and vi.name in input_shapes \
+            else t.shape
+        specs.append(TensorSpec(vi.name, tuple(shape), t.dtype.value))
+    return specs

@@ -211,16 +211,6 @@ class PartitionedSession(Session):
             envs = self.executor.run_pipelined(envs)
         return [[env[n] for n in self._graph_outputs] for env in envs]
 
-    def _select(self, output_names, outs: list[np.ndarray]) -> list[np.ndarray]:
-        if output_names is None:
-            return outs
-        index = {s.name: k for k, s in enumerate(self._outputs)}
-        unknown = [n for n in output_names if n not in index]
-        if unknown:
-            raise InputError(f"unknown output name(s) {unknown}; the model's outputs are "
-                             f"{list(index)}")
-        return [outs[index[n]] for n in output_names]
-
     def profile(self, input_feed):
         raise OnnxcError("profile() runs one executable; profile a placed model's partitions "
                          "with session.stages[k].executable.profile(...)")

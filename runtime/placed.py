@@ -13,31 +13,17 @@ from typing import Any, Mapping, Sequence
 
 import onnx
 
-from onnxc.frontend.onnx_types import value_info_type
 from onnxc.ir.devices import Device
 from onnxc.ir.errors import CompileError, InputValueNeeded, OnnxcError
 from onnxc.ir.verifier import verify
 from onnxc.passes.partition import PartitionGraph, partitions
-from onnxc.runtime.build import CompileOptions, compile_graph, optimize_graph
+from onnxc.runtime.build import (CompileOptions, compile_graph, declared_inputs,
+                                 optimize_graph)
 from onnxc.runtime.devices import backend_support, resolve
 from onnxc.runtime.partitioned import PartitionedSession, Stage
 from onnxc.runtime.plan import TensorSpec, make_plan
 
 EXECUTORS = ("local", "ray")
-
-
-def declared_inputs(proto: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None
-                    ) -> list[TensorSpec]:
-    inits = {t.name for t in proto.graph.initializer}
-    specs = []
-    for vi in proto.graph.input:
-        if vi.name in inits:
-            continue
-        t = value_info_type(vi)
-        shape = tuple(input_shapes[vi.name]) if input_shapes and vi.name in input_shapes \
-            else t.shape
-        specs.append(TensorSpec(vi.name, tuple(shape), t.dtype.value))
-    return specs
 
 
 def compile_placed(proto: onnx.ModelProto, devices: Sequence["Device | str"], *,

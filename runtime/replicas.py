@@ -25,7 +25,8 @@ def compile_replicas(proto: onnx.ModelProto, devices: list[Device], specs: list[
                      input_shapes: Mapping[str, Sequence[int]] | None,
                      executor_options: Mapping[str, Any] | None) -> "ReplicatedSession":
     from onnxc.api import _declared_output
-    from onnxc.runtime.placed import declared_inputs, memory_needed
+    from onnxc.runtime.build import declared_inputs
+    from onnxc.runtime.placed import memory_needed
 
     symbolic = declared_inputs(proto, None)
     static = [s.name for s in symbolic if not s.shape or isinstance(s.shape[0], int)]
@@ -85,15 +86,8 @@ class ReplicatedSession(Session):
             with concurrent.futures.ThreadPoolExecutor(len(chunks)) as pool:
                 results = list(pool.map(lambda rc: rc[0].run(None, dict(zip(names, rc[1]))),
                                         zip(self.replicas, chunks)))
-        outs = [np.concatenate([r[k] for r in results]) for k in range(len(results[0]))]
-        if output_names is None:
-            return outs
-        index = {s.name: k for k, s in enumerate(self._outputs)}
-        unknown = [n for n in output_names if n not in index]
-        if unknown:
-            raise InputError(f"unknown output name(s) {unknown}; the model's outputs are "
-                             f"{list(index)}")
-        return [outs[index[n]] for n in output_names]
+        return self._select(output_names, [np.concatenate([r[k] for r in results])
+                                            for k in range(len(results[0]))])
 
     def _ray_replicas(self):
         if self._ray is None:

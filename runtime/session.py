@@ -73,7 +73,12 @@ class Session:
         """Run the model; ``output_names=None`` returns every output, in model order."""
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
         exe = self._executable_for(feeds)
-        outs = exe.run([feeds[s.name] for s in exe.inputs], self.num_threads)
+        return self._select(output_names,
+                            exe.run([feeds[s.name] for s in exe.inputs], self.num_threads))
+
+    def _select(self, output_names: Sequence[str] | None,
+                outs: list[np.ndarray]) -> list[np.ndarray]:
+        """The outputs asked for, by name (all of them, in model order, for None)."""
         if output_names is None:
             return outs
         index = {s.name: k for k, s in enumerate(self._outputs)}
