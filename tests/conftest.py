@@ -10,3 +10,22 @@ def pytest_configure(config: pytest.Config) -> None:
     Tests without the mark are spread one by one as before."""
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
+
+
+_NODE_CASES = "test_onnx_node_cases.py::OnnxBackendNodeModelTest::"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Print the ONNX node-case pass rate (the conformance figure issue 3 tracks)."""
+    passed = failed = 0
+    for key in ("passed", "failed", "xfailed", "xpassed"):
+        for report in terminalreporter.stats.get(key, []):
+            if _NODE_CASES in getattr(report, "nodeid", "") and report.when == "call":
+                if key == "passed":
+                    passed += 1
+                else:
+                    failed += 1
+    if passed + failed:
+        terminalreporter.write_line(
+            f"ONNX node cases on cpu: {passed} of {passed + failed} pass "
+            f"({100.0 * passed / (passed + failed):.1f}%)")

@@ -8,7 +8,6 @@ torch-exported BatchNorm models and the examples.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from onnx import numpy_helper
 from models import (final_softmax, light_model_name, light_model_paths, logits_model,
                     random_feeds, randomize_light_model)
 from onnxc.bisect import bisect
-from test_onnx_node_cases import KNOWN_FAILURES, SUPPORTED
+from known_failures import NODE_KNOWN_NAMES
 
 pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,10 +42,8 @@ def _array(x) -> np.ndarray:
 def _node_cases():
     from onnx.backend.test.loader import load_node_model_tests
 
-    included = re.compile(r"^test_(" + "|".join(SUPPORTED) + r")(_.*)?$")
-    known = [re.compile(p) for patterns in KNOWN_FAILURES.values() for p in patterns]
-    return sorted((c for c in load_node_model_tests() if included.match(c.name)
-                   and not any(k.match(c.name + "_cpu") for k in known)), key=lambda c: c.name)
+    return sorted((c for c in load_node_model_tests()
+                   if c.name[len("test_"):] not in NODE_KNOWN_NAMES), key=lambda c: c.name)
 
 
 def _assert_every_step_agrees(report) -> None:
