@@ -1,10 +1,15 @@
-"""Compare onnxc with onnxruntime on the same models, in one process, interleaved.
+"""Compare onnxc with onnxruntime (and OpenVINO, when installed) on the same models, in one
+process, interleaved.
 
-    python -m bench [--models light_resnet50 ...] [--threads 1 2] [--runs 20]
+    python -m bench [--models light_resnet50 mlp_b64 ...] [--threads 1 2] [--runs 20]
 
-For each model and thread count it reports: compile time (onnxc cold compile, onnxc artifact
-load, onnxruntime session creation), median run latency of each, and the ratio
-onnxc / onnxruntime (below 1 means onnxc is faster). Runs alternate between the two engines so
+The default set: the light ResNet-50, SqueezeNet, Inception v1 and DenseNet-121 that ship with
+onnx, and generated models (bench/models.py): an MLP at batch 1 and 64, a transformer encoder
+layer, an LSTM and MobileNet v1. For each model and thread count it reports onnxc's cold
+compile and artifact load times, the median run latency of each engine, the ratio
+onnxc / onnxruntime (below 1 means onnxc is faster) and, with OpenVINO, onnxc / OpenVINO in
+float32 and OpenVINO's default-precision latency (bf16 on CPUs with avx512_bf16), then the
+geometric means per thread count. Runs alternate between the engines so
 machine noise hits both alike: in blocks of BLOCK runs, the first of each block discarded, so
 one engine's spinning worker threads (onnxruntime's pool, libgomp's team) have gone quiet
 before the other engine's timed runs.
@@ -12,91 +17,166 @@ before the other engine's timed runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import statistics
 import tempfile
 import time
+from typing import Callable
 
 import numpy as np
 import onnx
 
 import onnxc
+from bench.models import GENERATED
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 BLOCK = 5
 DEFAULT_MODELS = ["light_resnet50", "light_squeezenet", "light_inception_v1",
-                  "light_densenet121"]
+                  "light_densenet121", "mlp_b1", "mlp_b64", "transformer_encoder", "lstm",
+                  "mobilenet_v1"]
 
 
-def _ort_session(path: str, threads: int):
+def _ort_runner(path: str, threads: int) -> Callable[[dict], list]:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return lambda feeds: session.run(None, feeds)
 
 
-def bench_model(name: str, threads: int, runs: int) -> dict:
-    path = name if os.path.exists(name) else os.path.join(LIGHT, name + ".onnx")
-    t0 = time.perf_counter()
-    session = onnxc.compile(path, num_threads=threads)
-    compile_s = time.perf_counter() - t0
+def _openvino_runner(path: str, threads: int, precision: str | None) -> Callable[[dict], list]:
+    """OpenVINO's CPU plugin in latency mode, one stream; precision "f32" forces float32, None
+    keeps its default (bf16 on CPUs with avx512_bf16 or AMX)."""
+    import openvino as ov
+
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+              "NUM_STREAMS": 1}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(path, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(feeds: dict) -> list:
+        request.infer(feeds)
+        return [request.get_output_tensor(k).data.copy() for k in range(len(compiled.outputs))]
+    return run
+
+
+def has_openvino() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def model_path(name: str, tmp: str) -> str:
+    """A light model's path, a generated model written to ``tmp``, or a file path."""
+    if name in GENERATED:
+        path = os.path.join(tmp, name + ".onnx")
+        onnx.save(GENERATED[name](), path)
+        return path
+    return name if os.path.exists(name) else os.path.join(LIGHT, name + ".onnx")
+
+
+def _concrete_input_shapes(path: str) -> dict[str, list[int]]:
+    """Input shapes with every symbolic dimension set to 1, so the timed compile is real."""
+    graph = onnx.load(path, load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    return {i.name: [d.dim_value if d.HasField("dim_value") else 1
+                     for d in i.type.tensor_type.shape.dim]
+            for i in graph.input if i.name not in inits}
+
+
+def bench_model(name: str, threads: int, runs: int, peers: list[str]) -> dict:
+    """Times onnxc and each peer ("ort", "ov_f32", "ov_default") interleaved on one input."""
     with tempfile.TemporaryDirectory() as tmp:
+        path = model_path(name, tmp)
+        shapes = _concrete_input_shapes(path)
+        t0 = time.perf_counter()
+        session = onnxc.compile(path, num_threads=threads, input_shapes=shapes)
+        compile_s = time.perf_counter() - t0
         artifact = os.path.join(tmp, "model.onnxc")
         session.save(artifact)
         t0 = time.perf_counter()
         onnxc.load(artifact, num_threads=threads)
         load_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ort_session = _ort_session(path, threads)
-    ort_create_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        engines: dict[str, Callable[[dict], list]] = {"ort": _ort_runner(path, threads)}
+        ort_create_s = time.perf_counter() - t0
+        if "ov_f32" in peers:
+            engines["ov_f32"] = _openvino_runner(path, threads, "f32")
+        if "ov_default" in peers:
+            engines["ov_default"] = _openvino_runner(path, threads, None)
+    engines = {"onnxc": lambda feeds: session.run(None, feeds), **engines}
 
     rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32)
-             for i in session.get_inputs()}
-    for _ in range(2):  # warm up both
-        ours = session.run(None, feeds)
-        theirs = ort_session.run(None, feeds)
-    ours_t: list[float] = []
-    theirs_t: list[float] = []
-    while len(ours_t) < runs:
-        for run, times in ((lambda: session.run(None, feeds), ours_t),
-                           (lambda: ort_session.run(None, feeds), theirs_t)):
-            run()  # settles the thread pools; not timed
+    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape])
+             .astype(np.float32) for i in session.get_inputs()}
+    outputs = {}
+    for _ in range(2):  # warm up every engine
+        for key, run in engines.items():
+            outputs[key] = run(feeds)
+    times: dict[str, list[float]] = {key: [] for key in engines}
+    while len(times["onnxc"]) < runs:
+        for key, run in engines.items():
+            run(feeds)  # settles the other engine's thread pool; not timed
             for _ in range(BLOCK):
                 t0 = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - t0)
-    scale = max(float(np.abs(theirs[0]).max()), 1e-12)
-    return {"model": name, "threads": threads, "compile_s": compile_s, "load_s": load_s,
-            "ort_create_s": ort_create_s, "onnxc_ms": 1e3 * statistics.median(ours_t),
-            "ort_ms": 1e3 * statistics.median(theirs_t),
-            "max_rel_err": float(np.abs(ours[0] - theirs[0]).max()) / scale}
+                run(feeds)
+                times[key].append(time.perf_counter() - t0)
+    want = np.asarray(outputs["ort"][0])
+    scale = max(float(np.abs(want).max()), 1e-12)
+    result = {"model": name, "threads": threads, "compile_s": compile_s, "load_s": load_s,
+              "ort_create_s": ort_create_s}
+    for key in engines:
+        result[f"{key}_ms"] = 1e3 * statistics.median(times[key])
+        result[f"{key}_err"] = float(np.abs(np.asarray(outputs[key][0]) - want).max()) / scale
+    return result
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
+    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
+                    help=f"light model names, generated ({', '.join(GENERATED)}) or .onnx paths")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--openvino", choices=["auto", "no"], default="auto",
+                    help="also time OpenVINO (fp32, and its default precision) when installed")
     args = ap.parse_args()
-    print("| model | threads | onnxc compile s | onnxc load s | ort create s | onnxc ms | "
-          "ort ms | ratio | max rel err |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    ratios = []
+    peers = ["ort"] + (["ov_f32", "ov_default"]
+                       if args.openvino == "auto" and has_openvino() else [])
+    ov = len(peers) > 1
+    print("| model | threads | onnxc compile s | onnxc load s | onnxc ms | ort ms | "
+          "onnxc/ort |" + (" ov f32 ms | onnxc/ov f32 | ov default ms |" if ov else "")
+          + " max rel err |")
+    print("|---|---|---|---|---|---|---|" + ("---|---|---|" if ov else "") + "---|")
+    ratios: dict[int, list[float]] = {t: [] for t in args.threads}
+    ov_ratios: dict[int, list[float]] = {t: [] for t in args.threads}
     for name in args.models:
         for threads in args.threads:
-            r = bench_model(name, threads, args.runs)
+            r = bench_model(name, threads, args.runs, peers)
             ratio = r["onnxc_ms"] / r["ort_ms"]
-            ratios.append(ratio)
-            print(f"| {name} | {threads} | {r['compile_s']:.2f} | {r['load_s']:.2f} | "
-                  f"{r['ort_create_s']:.2f} | {r['onnxc_ms']:.1f} | {r['ort_ms']:.1f} | "
-                  f"{ratio:.2f} | {r['max_rel_err']:.1e} |", flush=True)
-    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"\ngeometric mean ratio onnxc/onnxruntime: {geo:.2f}")
+            ratios[threads].append(ratio)
+            line = (f"| {name} | {threads} | {r['compile_s']:.2f} | {r['load_s']:.2f} | "
+                    f"{r['onnxc_ms']:.2f} | {r['ort_ms']:.2f} | {ratio:.2f} |")
+            if ov:
+                ov_ratios[threads].append(r["onnxc_ms"] / r["ov_f32_ms"])
+                line += (f" {r['ov_f32_ms']:.2f} | {ov_ratios[threads][-1]:.2f} | "
+                         f"{r['ov_default_ms']:.2f} |")
+            print(line + f" {r['onnxc_err']:.1e} |", flush=True)
+    print()
+    for threads in args.threads:
+        print(f"{threads} thread(s): geometric mean onnxc/onnxruntime "
+              f"{_geomean(ratios[threads]):.2f}"
+              + (f", onnxc/openvino-f32 {_geomean(ov_ratios[threads]):.2f}" if ov else ""))
+    print(f"all: geometric mean onnxc/onnxruntime "
+          f"{_geomean([r for rs in ratios.values() for r in rs]):.2f}")
 
 
 if __name__ == "__main__":
