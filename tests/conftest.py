@@ -29,3 +29,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(
             f"ONNX node cases on cpu: {passed} of {passed + failed} pass "
             f"({100.0 * passed / (passed + failed):.1f}%)")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compiled objects go to a per-run cache directory, not the user's ~/.cache (each xdist
+    worker inherits the controller's setting)."""
+    import os
+    import tempfile
+
+    if "ONNXC_CACHE_DIR" not in os.environ:
+        os.environ["ONNXC_CACHE_DIR"] = tempfile.mkdtemp(prefix="onnxc-test-cache-")

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 
+from onnxc.ir.kernel import IndexValue, Load, Reduce, walk
 from onnxc.ir.printer import print_kernel
 
 from .codegen import ModuleBuilder, Slot
 from .compiler import LoadedObject, compile_module, host_target, openmp_library
+from .object_cache import cached_object
 
 log = logging.getLogger("onnxc.backends.cpu")
 
@@ -48,15 +51,45 @@ def generate_ir(calls, *, use_openmp: bool, features: str | None = None) -> tupl
 
 
 def _structural_key(kernel) -> str:
-    """Kernels equal up to parameter names compile to the same code."""
-    text = print_kernel(kernel)
-    for k, p in enumerate(sorted(kernel.params, key=lambda p: -len(p.name))):
-        text = text.replace(p.name, f"$p{kernel.params.index(p)}")
-    import re
+    """Kernels equal up to parameter and index-variable names compile to the same code.
 
-    text = re.sub(r"([a-z]+)\d+", r"\1", text)  # variable ids
-    text = text.split("(", 1)[1]  # drop the kernel's own name
-    return hashlib.sha256(text.encode()).hexdigest()
+    Parameters become their positions and index variables are numbered by first appearance,
+    so the key depends neither on names nor on the process-wide variable counter (which
+    differs between two compiles of one model), and two kernels that use their variables
+    differently (a transpose and a copy) keep different keys."""
+    params = {p.name: f"$p{k}" for k, p in enumerate(kernel.params)}
+    names = _variable_names(kernel)
+    variables: dict[str, str] = {}
+
+    def canonical(match: re.Match) -> str:
+        token = match.group(0)
+        if token in params:
+            return params[token]
+        if token in names:
+            return variables.setdefault(token, f"$v{len(variables)}")
+        return token
+
+    body = print_kernel(kernel, typed=True).split("(", 1)[1]  # drop the kernel's own name
+    return hashlib.sha256(_TOKEN.sub(canonical, body).encode()).hexdigest()
+
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _variable_names(kernel) -> set[str]:
+    """The printed names of every index variable of the kernel (loop, reduction, index)."""
+    names: set[str] = set()
+    for st in kernel.stages:
+        names.update(map(repr, st.vars))
+        for e in walk(st.body):
+            if isinstance(e, Reduce):
+                names.update(repr(v) for v, _ in e.axes)
+            elif isinstance(e, Load):
+                for ix in e.index:
+                    names.update(map(repr, ix.vars()))
+            elif isinstance(e, IndexValue):
+                names.update(map(repr, e.index.vars()))
+    return names
 
 
 def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True) -> CompiledCode:
@@ -64,10 +97,13 @@ def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True) -> Compi
     start = time.perf_counter()
     llvm_ir, symbols = generate_ir(calls, use_openmp=use_openmp)
     mid = time.perf_counter()
-    obj = compile_module(llvm_ir, opt_level=3 if opt_level >= 1 else 0)
-    log.info("cpu: %d kernels (%d distinct), LLVM IR %.2fs, machine code %.2fs", len(calls),
-             len(set(symbols)), mid - start, time.perf_counter() - mid)
-    return CompiledCode(obj, host_target(), use_openmp, llvm_ir, symbols)
+    target, level = host_target(), 3 if opt_level >= 1 else 0
+    obj, hit = cached_object(llvm_ir, target, level,
+                             lambda: compile_module(llvm_ir, target, opt_level=level))
+    log.info("cpu: %d kernels (%d distinct), LLVM IR %.2fs, machine code %.2fs%s", len(calls),
+             len(set(symbols)), mid - start, time.perf_counter() - mid,
+             " (object cache hit)" if hit else "")
+    return CompiledCode(obj, target, use_openmp, llvm_ir, symbols)
 
 
 def load_code(object_code: bytes, target: dict, needs_openmp: bool) -> LoadedObject:
