@@ -90,6 +90,52 @@ def test_rnn_module_matches_torch(exporter: str) -> None:
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+class _Recurrent(torch.nn.Module):
+    """A torch RNN/LSTM/GRU fed initial states, returning every output it has."""
+
+    def __init__(self, kind: str, **kwargs):
+        super().__init__()
+        self.kind = kind
+        self.rnn = getattr(torch.nn, kind)(6, 5, **kwargs)
+
+    def forward(self, x, h0, c0):
+        if self.kind == "LSTM":
+            y, (h, c) = self.rnn(x, (h0, c0))
+            return y, h, c
+        y, h = self.rnn(x, h0)
+        return y, h
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("layers,bidirectional,batch_first", [(1, True, False), (2, True, True)])
+def test_torch_recurrent_layers_match_onnxruntime_and_torch(kind, layers, bidirectional,
+                                                            batch_first) -> None:
+    """torch.onnx.export writes nn.RNN/LSTM/GRU as the ONNX RNN/LSTM/GRU ops (plus the
+    Transposes/Reshapes around them for layers, directions and batch_first)."""
+    import onnxruntime as ort
+
+    torch.manual_seed(4)
+    module = _Recurrent(kind, num_layers=layers, bidirectional=bidirectional,
+                        batch_first=batch_first).eval()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 7, 6) if batch_first else (7, 3, 6)).astype(np.float32)
+    state = rng.standard_normal((layers * (2 if bidirectional else 1), 3, 5)).astype(np.float32)
+    feeds = {"x": x, "h0": state, "c0": state * 0.5}
+    proto = frameworks.torch_to_onnx(module, tuple(feeds.values()), exporter="torchscript",
+                                     input_names=list(feeds))
+    assert kind in {n.op_type for n in proto.graph.node}
+    names = {i.name for i in proto.graph.input}
+    feeds = {k: v for k, v in feeds.items() if k in names}  # GRU/RNN do not read c0
+    ours = onnxc.compile(proto).run(None, feeds)
+    theirs = ort.InferenceSession(proto.SerializeToString(),
+                                  providers=["CPUExecutionProvider"]).run(None, feeds)
+    with torch.no_grad():
+        reference = module(*(torch.from_numpy(feeds.get(k, state)) for k in ("x", "h0", "c0")))
+    for got, want, truth in zip(ours, theirs, reference):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, truth.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_compile_takes_a_module_and_example_inputs() -> None:
     torch.manual_seed(3)
     module = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU())
