@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from onnxc.ir.dtypes import DType
 from onnxc.ir.printer import print_kernel
 
 from .codegen import ModuleBuilder, Slot
@@ -54,6 +55,9 @@ def _structural_key(kernel) -> str:
         text = text.replace(p.name, f"$p{kernel.params.index(p)}")
     import re
 
+    # Element type names hold digits too (int4 and int2 must stay apart): letters only first.
+    for k, d in enumerate(sorted(DType, key=lambda d: -len(d.value))):
+        text = text.replace(d.value, f"DT{chr(65 + k // 26)}{chr(65 + k % 26)}")
     text = re.sub(r"([a-z]+)\d+", r"\1", text)  # variable ids
     text = text.split("(", 1)[1]  # drop the kernel's own name
     return hashlib.sha256(text.encode()).hexdigest()
