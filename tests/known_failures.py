@@ -7,15 +7,6 @@ Names are the case names without the "test_" prefix and the "_cpu" suffix.
 from __future__ import annotations
 
 NODE_KNOWN_FAILURES: dict[str, list[str]] = {
-    'element types not supported yet: bfloat16, float8, float4, int2/int4, e8m0 (issue 3)': [
-        'attention_3d_causal_bf16', 'attention_4d_attn_mask_causal_bf16',
-        'attention_4d_causal_bf16', 'attention_4d_causal_padded_kv_bf16',
-        'attention_4d_padded_kv_bf16', 'attention_3d_causal_bf16_expanded',
-        'attention_4d_attn_mask_causal_bf16_expanded', 'attention_4d_causal_bf16_expanded',
-        'attention_4d_causal_padded_kv_bf16_expanded', 'attention_4d_padded_kv_bf16_expanded',
-        'celu_bfloat16', 'celu_bfloat16_expanded', 'range_bfloat16_type_positive_delta',
-        'range_bfloat16_type_positive_delta_expanded', 'unique_bfloat16_sorted_without_axis',
-    ],
     'float16 Attention differs from the reference by 1-2 float16 ulps (onnxc computes in float32 inside a kernel and rounds at stores; the reference rounds every op), above rtol 1e-3': [
         'attention_4d_causal_fp16', 'attention_4d_causal_fp16_expanded', 'attention_4d_fp16',
         'attention_4d_fp16_expanded', 'attention_4d_gqa_with_past_and_present_fp16',
