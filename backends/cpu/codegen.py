@@ -328,8 +328,8 @@ class StageEmitter:
     # -- scalar expressions ----------------------------------------------------------------
     def constant(self, value, dtype: DType) -> ir.Value:
         t = value_type(dtype)
-        if dtype.is_narrow_float:  # the nearest value of the type, as numpy gives it
-            with np.errstate(all="ignore"):
+        if dtype.is_narrow_float and dtype != DType.float16 and math.isfinite(value):
+            with np.errstate(all="ignore"):  # the nearest value of the type, as numpy gives it
                 return t(float(np.asarray(value, dtype=dtype.np).astype(np.float32)))
         if dtype.is_float:
             return t(float(value))

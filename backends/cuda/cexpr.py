@@ -86,8 +86,8 @@ def literal(value, dtype: DType) -> str:
         return "true" if bool(value) else "false"
     if dtype.is_float:
         v = float(value)
-        if dtype.is_narrow_float:  # the nearest value of the type, as numpy gives it
-            with np.errstate(all="ignore"):
+        if dtype.is_narrow_float and dtype != DType.float16 and math.isfinite(v):
+            with np.errstate(all="ignore"):  # the nearest value of the type, as numpy gives it
                 v = float(np.asarray(value, dtype=dtype.np).astype(np.float32))
         f64 = dtype == DType.float64
         if math.isnan(v):
