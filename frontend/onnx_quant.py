@@ -52,7 +52,7 @@ def requantize(ctx: ImportContext, y, zp, target: DType):
     if target not in _RANGES:
         raise ctx.unsupported(f"quantized type {target} is not supported")
     y = ctx.add1("Round", [y])
-    if y.dtype == DType.float16:
+    if y.dtype.is_narrow_float:  # float16, bfloat16: add and clamp in float32
         y = _cast(ctx, y, DType.float32)
     if zp is not None:
         y = ctx.add1("Add", [y, _cast(ctx, zp, y.dtype)])
