@@ -47,6 +47,16 @@ def _casts(src: int, n: int, targets: dict[str, tuple[int, dict]]) -> onnx.Model
     return _model(nodes, [helper.make_tensor_value_info("x", src, [n])], outs)
 
 
+def _multi_casts(feeds: dict[str, tuple[int, np.ndarray]],
+                 casts: list[tuple[str, str, int, dict]]) -> onnx.ModelProto:
+    """One model for many casts (one compile, one g++ call under cuda-sim): inputs name ->
+    (ONNX type, feed), casts (input, output, ONNX type, attributes)."""
+    nodes = [helper.make_node("Cast", [i], [o], to=to, **attrs) for i, o, to, attrs in casts]
+    ins = [helper.make_tensor_value_info(n, t, [len(x)]) for n, (t, x) in feeds.items()]
+    outs = [helper.make_tensor_value_info(o, to, [len(feeds[i][1])]) for i, o, to, _ in casts]
+    return _model(nodes, ins, outs)
+
+
 def _bits(a: np.ndarray) -> np.ndarray:
     return a.view(f"u{a.dtype.itemsize}")
 
@@ -83,19 +93,21 @@ def f32_inputs() -> np.ndarray:
 def test_widen_every_code(target):
     """Every code of every narrow type, widened to float32 (bits, NaNs included) and, for the
     integers, to int32."""
-    for onnx_type, t in {**FLOATS, **INTS}.items():
+    feeds, casts = {}, []
+    for k, (onnx_type, t) in enumerate({**FLOATS, **INTS}.items()):
         n = 1 << (8 * np.dtype(t).itemsize)
         codes = np.arange(n, dtype=np.uint32).astype(f"u{np.dtype(t).itemsize}")
         if onnx_type == T.FLOAT4E2M1:
             codes = codes[:16]  # ml_dtypes reads float4 from the low 4 bits
-        x = codes.view(t)
-        out = T.INT32 if onnx_type in INTS else T.FLOAT
-        sess = onnxc.compile(_casts(onnx_type, len(x), {"y": (out, {})}), target=target)
-        (got,) = sess.run(None, {"x": x})
+        feeds[f"x{k}"] = (onnx_type, codes.view(t))
+        casts.append((f"x{k}", f"y{k}", T.INT32 if onnx_type in INTS else T.FLOAT, {}))
+    sess = onnxc.compile(_multi_casts(feeds, casts), target=target)
+    got = sess.run(None, {n: x for n, (_, x) in feeds.items()})
+    for (name, (onnx_type, x)), y in zip(feeds.items(), got):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             want = x.astype(np.int32 if onnx_type in INTS else np.float32)
-        np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=f"{t.__name__}")
+        np.testing.assert_array_equal(_bits(y), _bits(want), err_msg=str(x.dtype))
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -145,15 +157,15 @@ def test_integers_to_int4_and_int2(target):
     the low bits (NaN and values past int32 give 0)."""
     x = np.concatenate([np.arange(-40, 40, 0.25), [np.nan, np.inf, -np.inf, 3e9, -3e9, 2.0 ** 31,
                                                    -2.0 ** 31, 1e30]]).astype(np.float32)
-    for src, feed in ((T.FLOAT, x), (T.INT32, np.arange(-300, 300, dtype=np.int32)),
-                      (T.DOUBLE, x.astype(np.float64) + 0.5)):
-        targets = {f"y{k}": (t, {}) for k, t in enumerate(INTS)}
-        sess = onnxc.compile(_casts(src, len(feed), targets), target=target)
-        for (name, (t, _)), y in zip(targets.items(), sess.run(None, {"x": feed})):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                want = feed.astype(INTS[t])
-            np.testing.assert_array_equal(_bits(y), _bits(want), err_msg=INTS[t].__name__)
+    feeds = {"f": (T.FLOAT, x), "i": (T.INT32, np.arange(-300, 300, dtype=np.int32)),
+             "d": (T.DOUBLE, x.astype(np.float64) + 0.5)}
+    casts = [(n, f"{n}{k}", t, {}) for n in feeds for k, t in enumerate(INTS)]
+    sess = onnxc.compile(_multi_casts(feeds, casts), target=target)
+    for (n, _, t, _), y in zip(casts, sess.run(None, {n: v for n, (_, v) in feeds.items()})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = feeds[n][1].astype(INTS[t])
+        np.testing.assert_array_equal(_bits(y), _bits(want), err_msg=INTS[t].__name__)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -249,3 +261,64 @@ def test_session_reports_narrow_types():
     model = _casts(T.FLOAT, 4, {"y": (T.FLOAT8E4M3FN, {})})
     sess = onnxc.compile(model)
     assert sess.get_outputs()[0].type == "tensor(float8e4m3fn)"
+
+
+PAIR_TYPES = {**FLOATS, **INTS, T.FLOAT: np.float32, T.FLOAT16: np.float16,
+              T.DOUBLE: np.float64, T.INT8: np.int8, T.UINT8: np.uint8, T.INT32: np.int32,
+              T.BOOL: np.bool_}
+
+
+def _pair_inputs(t) -> np.ndarray:
+    """Every code of a byte-sized type, else a spread of values with the special ones."""
+    dt = np.dtype(t)
+    if dt.itemsize == 1 and dt != np.bool_:
+        codes = np.arange(16 if t is ml_dtypes.float4_e2m1fn else 256, dtype=np.uint8)
+        return codes.view(t) if t not in (np.int8, np.uint8) else codes.astype(t)
+    if dt == np.bool_:
+        return np.array([True, False])
+    v = np.concatenate([np.linspace(-300, 300, 1201), [0.1, -0.3, 1e-3, 0.0, -0.0]])
+    if np.issubdtype(dt, np.floating) or dt.kind == "V":
+        v = np.concatenate([v, [np.nan, np.inf, -np.inf, 1e6, -1e6]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return v.astype(np.float32).astype(t)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_cast_between_every_pair(target):
+    """Cast from every type to every other among the narrow types and a few standard ones,
+    against ml_dtypes' astype (float8 with saturate=0, e8m0 with onnx's defaults); casts to
+    integers are compared where the value is finite and fits (else undefined)."""
+    feeds, casts = {}, []
+    for k, (src, st) in enumerate(PAIR_TYPES.items()):
+        feeds[f"x{k}"] = (src, _pair_inputs(st))
+        casts += [(f"x{k}", f"y{k}_{j}", dst, {"saturate": 0} if dst in FLOAT8 else {})
+                  for j, dst in enumerate(PAIR_TYPES) if dst != src]
+    # opt_level 0: LLVM's optimizer would take most of the time over 300 small kernels.
+    sess = onnxc.compile(_multi_casts(feeds, casts), target=target, opt_level=0)
+    got = sess.run(None, {n: x for n, (_, x) in feeds.items()})
+    for (name, _, dst, _), y in zip(casts, got):
+        x, dt = feeds[name][1], PAIR_TYPES[dst]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if dst == T.FLOAT8E8M0:
+                want = numpy_helper.to_float8e8m0(x.astype(np.float32))
+            else:
+                try:
+                    want = x.astype(dt)
+                except TypeError:  # no direct cast in ml_dtypes (e8m0 <-> float8)
+                    want = x.astype(np.float32).astype(dt)
+            keep = np.ones(len(x), bool)
+            f = x.astype(np.float64)
+            if np.issubdtype(np.dtype(dt), np.integer):
+                info = np.iinfo(dt)
+                keep = np.isfinite(f) & (f >= info.min) & (f <= info.max)
+            elif dst in INTS:  # ml_dtypes differs by source type for inf and NaN
+                keep = np.isfinite(f)
+        err = f"{x.dtype.name} -> {np.dtype(dt).name}"
+        if dt is ml_dtypes.bfloat16 or (np.dtype(dt).kind == "f" and np.dtype(dt).itemsize >= 2):
+            # NaN payloads are not specified: compare NaN-ness, then the other bits.
+            nan = np.isnan(want.astype(np.float32))
+            np.testing.assert_array_equal(np.isnan(y.astype(np.float32)), nan, err_msg=err)
+            keep &= ~nan
+        np.testing.assert_array_equal(_bits(y[keep]), _bits(want[keep]), err_msg=err)

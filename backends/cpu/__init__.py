@@ -6,8 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from onnxc.ir.dtypes import DType
-from onnxc.ir.printer import print_kernel
+from onnxc.ir.kernel import Const, IndexValue, Load, Op, Reduce, Var
 
 from .codegen import ModuleBuilder, Slot
 from .compiler import LoadedObject, compile_module, host_target, openmp_library
@@ -49,18 +48,49 @@ def generate_ir(calls, *, use_openmp: bool, features: str | None = None) -> tupl
 
 
 def _structural_key(kernel) -> str:
-    """Kernels equal up to parameter names compile to the same code."""
-    text = print_kernel(kernel)
-    for k, p in enumerate(sorted(kernel.params, key=lambda p: -len(p.name))):
-        text = text.replace(p.name, f"$p{kernel.params.index(p)}")
-    import re
+    """Kernels equal up to tensor names and index-variable ids compile to the same code: a
+    serialization with parameters by position, variables by first appearance and every
+    expression's element type (a cast to int4 and one to int2 differ only there)."""
+    pos = {p.name: k for k, p in enumerate(kernel.params)}
+    var_ids: dict[int, int] = {}
+    memo: dict[int, str] = {}
 
-    # Element type names hold digits too (int4 and int2 must stay apart): letters only first.
-    for k, d in enumerate(sorted(DType, key=lambda d: -len(d.value))):
-        text = text.replace(d.value, f"DT{chr(65 + k // 26)}{chr(65 + k % 26)}")
-    text = re.sub(r"([a-z]+)\d+", r"\1", text)  # variable ids
-    text = text.split("(", 1)[1]  # drop the kernel's own name
-    return hashlib.sha256(text.encode()).hexdigest()
+    def var(v) -> str:
+        return f"v{var_ids.setdefault(v.uid, len(var_ids))}"
+
+    def ix(i) -> str:
+        if isinstance(i, Var):
+            return var(i)
+        if i.kind == "const":
+            return str(i.a)
+        if i.kind == "load":
+            return f"L({expr(i.a)})"
+        return f"{i.kind}({ix(i.a)},{ix(i.b)})"
+
+    def expr(e) -> str:
+        if id(e) in memo:  # shared sub-expressions: the key stays linear in the DAG's size
+            return memo[id(e)]
+        if isinstance(e, Load):
+            text = f"ld{pos[e.tensor]}[{','.join(ix(i) for i in e.index)}]{e.pad!r}"
+        elif isinstance(e, Const):
+            text = f"c{e.value!r}"
+        elif isinstance(e, IndexValue):
+            text = f"iv({ix(e.index)})"
+        elif isinstance(e, Op):
+            text = f"{e.name}({','.join(expr(a) for a in e.args)})"
+        elif isinstance(e, Reduce):
+            axes = ",".join(f"{var(v)}<{n}" for v, n in e.axes)
+            text = f"{e.kind}[{axes}]({expr(e.body)})"
+        else:
+            raise TypeError(f"unknown expression {e!r}")
+        memo[id(e)] = text = f"{text}:{e.dtype.value}"
+        return text
+
+    parts = [f"{p.role}:{p.dtype.value}{list(p.shape)}" for p in kernel.params]
+    for st in kernel.stages:
+        parts.append(f"{pos[st.out]}[{','.join(var(v) for v in st.vars)}]{list(st.shape)}="
+                     f"{expr(st.body)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True) -> CompiledCode:
