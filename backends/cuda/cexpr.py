@@ -1,9 +1,9 @@
 """Scalar expressions of the kernel IR as C expressions, for the CUDA backend (codegen.py).
 
-The rules mirror the cpu backend's ScalarOps (backends/cpu/codegen.py): NaN-propagating max/min
-(the ``ox_max``/``ox_min`` helpers of codegen.PRELUDE), truncating integer division, integer
-results wrapped to their width, ordered float compares except ``!=``, bool held as ``bool`` and
-stored as a byte, the narrow floats (float16, bfloat16, float8, float4) computed in float and
+The rules mirror the cpu backend's ScalarOps (backends/cpu/scalar.py): NaN-propagating
+max/min (the ``ox_max``/``ox_min`` helpers of codegen.PRELUDE), truncating integer division,
+integer results wrapped to their width, ordered float compares except ``!=``, bool held as
+``bool`` and stored as a byte, the narrow floats (float16, bfloat16, float8, float4) computed in float and
 rounded once when stored or cast (narrow.py).
 """
 from __future__ import annotations

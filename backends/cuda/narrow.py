@@ -15,7 +15,7 @@ from onnxc.ir.float_formats import E8M0, FORMATS
 _KIND = {DType.float8e5m2: 0, DType.bfloat16: 0, DType.float8e4m3fn: 1,
          DType.float8e4m3fnuz: 2, DType.float8e5m2fnuz: 2, DType.float4e2m1: 3}
 
-_GENERIC = r"""// Narrow floats (ir/float_formats.py): float -> stored bits rounded to nearest even, and back.
+_GENERIC = r"""// Narrow floats (ir/float_formats.py): float -> stored bits, nearest even, and back.
 template <int M, int B, unsigned MAXC, unsigned INF, unsigned NANC, bool SIGNED, int SB>
 __device__ __forceinline__ unsigned ox_encode(float x) {
   const unsigned bits = ox_bitcast<unsigned, float>(x), s = bits >> 31;
