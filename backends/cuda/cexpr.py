@@ -3,8 +3,8 @@
 The rules mirror the cpu backend's ScalarOps (backends/cpu/scalar.py): NaN-propagating
 max/min (the ``ox_max``/``ox_min`` helpers of codegen.PRELUDE), truncating integer division,
 integer results wrapped to their width, ordered float compares except ``!=``, bool held as
-``bool`` and stored as a byte, the narrow floats (float16, bfloat16, float8, float4) computed in float and
-rounded once when stored or cast (narrow.py).
+``bool`` and stored as a byte, the narrow floats (float16, bfloat16, float8, float4) computed
+in float and rounded once when stored or cast (narrow.py).
 """
 from __future__ import annotations
 
