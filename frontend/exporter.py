@@ -76,13 +76,38 @@ def _pool_attrs(node: Node, dilations: bool = True) -> dict:
     return out
 
 
+def _cast_attrs(a: dict) -> dict:
+    """saturate is written only where it means something (float8 and float8e8m0 targets; its
+    ONNX default is 1, the core op's 0), round_mode only for float8e8m0 (opset 24)."""
+    to = DType(a["to"])
+    out = {}
+    if to.is_narrow_float and to.itemsize == 1 and to != DType.float4e2m1:
+        out["saturate"] = int(bool(a.get("saturate", False)))
+    if to == DType.float8e8m0:
+        out["round_mode"] = a.get("round_mode", "nearest")
+    return out
+
+
+# The opset that brought each element type to the standard ops (onnx.defs says which ops).
+TYPE_OPSET = {DType.float8e4m3fn: 19, DType.float8e4m3fnuz: 19, DType.float8e5m2: 19,
+              DType.float8e5m2fnuz: 19, DType.int4: 21, DType.uint4: 21,
+              DType.float4e2m1: 23, DType.float8e8m0: 24, DType.int2: 25, DType.uint2: 25}
+
+
+def _type_opset(graph: Graph) -> int:
+    values = list(graph.inputs) + list(graph.constants.values()) + \
+        [v for n in graph.nodes for v in n.outputs]
+    return max((TYPE_OPSET.get(v.dtype, 0) for v in values), default=0)
+
+
 def _write_node(w: _Writer, node: Node) -> None:
     ins = [w.name(v) for v in node.inputs]
     a = node.attrs
     special: dict[str, Callable[[], None]] = {
         "LeakyRelu": lambda: w.emit("LeakyRelu", node, ins, alpha=float(a.get("alpha", 0.01))),
         "Clip": lambda: w.emit("Clip", node, ins),
-        "Cast": lambda: w.emit("Cast", node, ins, to=dtype_to_onnx(DType(a["to"]))),
+        "Cast": lambda: w.emit("Cast", node, ins, to=dtype_to_onnx(DType(a["to"])),
+                               **_cast_attrs(a)),
         "Conv": lambda: w.emit("Conv", node, ins, group=int(a.get("group", 1)),
                                strides=_ints(a["strides"]), pads=_ints(a["pads"]),
                                dilations=_ints(a["dilations"]),
@@ -346,6 +371,7 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
             w.nodes.append(helper.make_node("Identity", [name], [out_name],
                                             name=f"{out_name}_output"))
         outputs.append(_value_info(out_name, v))
+    w.opset = max(w.opset, _type_opset(graph))  # float8 needs 19, int4 21, ..., int2 25
     if w.opset >= 18:  # opset 18 moved the other reductions' axes into an input too
         _axes_as_inputs(w)
     _matmul_add_to_gemm(w, graph)
@@ -355,7 +381,8 @@ def export_model(graph: Graph, *, producer: str = "onnxc") -> onnx.ModelProto:
                           outputs, w.initializers)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", w.opset)],
                               producer_name=producer)
-    model.ir_version = min(model.ir_version, 8 if w.opset <= 17 else 9)
+    model.ir_version = min(model.ir_version, 8 if w.opset <= 17 else 9) if w.opset <= 20 else \
+        helper.find_min_ir_version_for([helper.make_opsetid("", w.opset)])
     return model
 
 

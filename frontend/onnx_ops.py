@@ -80,10 +80,25 @@ def _clip(ctx: ImportContext, node):
     return ctx.add("Clip", [x, lo, hi])
 
 
+def cast_attrs(ctx: ImportContext, to: DType) -> dict:
+    """The core Cast's attributes for an ONNX Cast/CastLike to ``to``: saturate (opset 19,
+    default on) for float8, round_mode (opset 24, default up) for float8e8m0."""
+    attrs: dict = {"to": to.value}
+    if to.is_narrow_float and to.itemsize == 1 and to != DType.float4e2m1:
+        attrs["saturate"] = bool(ctx.attr("saturate", 1))
+    if to == DType.float8e8m0:
+        mode = ctx.attr("round_mode", "up")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode not in ("up", "down", "nearest"):
+            raise ctx.error(f"round_mode must be up, down or nearest, got {mode!r}")
+        attrs["round_mode"] = mode
+    return attrs
+
+
 @onnx_op("Cast")
 def _cast(ctx: ImportContext, node):
     to = dtype_from_onnx(ctx.attr("to"), f"Cast {node.name!r}: ")
-    return ctx.add("Cast", [ctx.input(0)], {"to": to.value})
+    return ctx.add("Cast", [ctx.input(0)], cast_attrs(ctx, to))
 
 
 _COMPARE = {"Less": "Less", "LessOrEqual": "LessOrEqual", "Greater": "Greater",
@@ -109,7 +124,7 @@ def _where(ctx: ImportContext, node):
 
 @onnx_op("CastLike")
 def _cast_like(ctx: ImportContext, node):
-    return ctx.add("Cast", [ctx.input(0)], {"to": ctx.input(1).dtype.value})
+    return ctx.add("Cast", [ctx.input(0)], cast_attrs(ctx, ctx.input(1).dtype))
 
 
 @onnx_op("Identity")

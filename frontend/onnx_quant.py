@@ -2,8 +2,9 @@
 QuantizeLinear (round half to even, saturate), DequantizeLinear (float32 math), per-tensor,
 per-axis and blocked parameters, DynamicQuantizeLinear, MatMulInteger, ConvInteger,
 QLinearMatMul and QLinearConv (int32 accumulation, float64 requantization as numpy does it).
-Only 8- and 16-bit integer quantized types: the float8/int4 element types do not exist in the
-IR yet."""
+Quantized types: 8/16-bit integers, int4/uint4 and int2/uint2 (round, add the zero point,
+clamp), float8 (a Cast, saturating unless saturate=0) and float4e2m1 (a Cast after adding the
+zero point, as onnx's reference does); float8 and float4 ignore the zero point, which must be 0."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,9 @@ from .importer import ImportContext, onnx_op
 from .onnx_types import dtype_from_onnx
 
 _RANGES = {DType.uint8: (0, 255), DType.int8: (-128, 127), DType.uint16: (0, 65535),
-           DType.int16: (-32768, 32767)}
+           DType.int16: (-32768, 32767), DType.uint4: (0, 15), DType.int4: (-8, 7),
+           DType.uint2: (0, 3), DType.int2: (-2, 1)}
+_FLOAT8 = (DType.float8e4m3fn, DType.float8e4m3fnuz, DType.float8e5m2, DType.float8e5m2fnuz)
 
 
 def _scalar(ctx: ImportContext, value, dtype: DType):
@@ -47,9 +50,9 @@ def spread(ctx: ImportContext, p, shape, axis: int, block: int):
 def requantize(ctx: ImportContext, y, zp, target: DType):
     """Cast(Clip(Round(y) + zp)) for a float y, saturating to the target type."""
     if target not in _RANGES:
-        raise ctx.unsupported(f"quantized type {target} is not supported (only 8/16-bit ints)")
+        raise ctx.unsupported(f"quantized type {target} is not supported")
     y = ctx.add1("Round", [y])
-    if y.dtype == DType.float16:
+    if y.dtype.is_narrow_float:  # float16, bfloat16: add and clamp in float32
         y = _cast(ctx, y, DType.float32)
     if zp is not None:
         y = ctx.add1("Add", [y, _cast(ctx, zp, y.dtype)])
@@ -78,14 +81,24 @@ def _quantize(ctx: ImportContext, node):
     elif scale.dtype != x.dtype:
         scale = _cast(ctx, scale, x.dtype)
     zp = spread(ctx, zp, x.shape, axis, block) if zp is not None else None
-    return [requantize(ctx, ctx.add1("Div", [x, scale]), zp, target)]
+    y = ctx.add1("Div", [x, scale])
+    if target in _FLOAT8:
+        return [ctx.add1("Cast", [y], {"to": target.value,
+                                       "saturate": bool(ctx.attr("saturate", 1))})]
+    if target == DType.float4e2m1:
+        if zp is not None:
+            y = ctx.add1("Add", [y, _cast(ctx, zp, y.dtype)])
+        return [_cast(ctx, y, target)]
+    return [requantize(ctx, y, zp, target)]
 
 
 @onnx_op("DequantizeLinear")
 def _dequantize(ctx: ImportContext, node):
     x, scale, zp = ctx.input(0), ctx.input(1), ctx.input(2)
-    if x.dtype.is_float:
+    if x.dtype.is_float and x.dtype not in _FLOAT8 + (DType.float4e2m1,):
         raise ctx.unsupported(f"dequantizing {x.dtype} is not supported")
+    if x.dtype.is_float:
+        zp = None  # float8/float4: the zero point must be 0 and is not read
     axis, block = int(ctx.attr("axis", 1)), int(ctx.attr("block_size", 0))
     out = ctx.attr("output_dtype")
     out = dtype_from_onnx(out, "output_dtype: ") if out else scale.dtype

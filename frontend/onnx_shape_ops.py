@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxc.ir.dtypes import DType
+
 from .importer import ImportContext, onnx_op, prod
 
 
@@ -121,8 +123,8 @@ def _range(ctx: ImportContext, node):
         raise ctx.error("delta must not be 0")
     count = max(int(np.ceil((limit - start) / delta)), 0)
     ctx.check_alloc((count,), start.dtype.itemsize, "its output")
-    values = start + np.arange(count, dtype=np.float64 if start.dtype.kind == "f" else
-                               np.int64) * delta
+    wide = np.float64 if DType.from_numpy(start.dtype).is_float else np.int64  # bfloat16 too
+    values = start.astype(wide) + np.arange(count, dtype=wide) * delta.astype(wide)
     return [ctx.constant(values.astype(start.dtype), node.output[0])]
 
 

@@ -19,8 +19,19 @@ _FROM_ONNX = {
     onnx.TensorProto.INT64: DType.int64, onnx.TensorProto.UINT8: DType.uint8,
     onnx.TensorProto.UINT16: DType.uint16, onnx.TensorProto.UINT32: DType.uint32,
     onnx.TensorProto.UINT64: DType.uint64, onnx.TensorProto.BOOL: DType.bool,
+    onnx.TensorProto.BFLOAT16: DType.bfloat16,
+    onnx.TensorProto.FLOAT8E4M3FN: DType.float8e4m3fn,
+    onnx.TensorProto.FLOAT8E4M3FNUZ: DType.float8e4m3fnuz,
+    onnx.TensorProto.FLOAT8E5M2: DType.float8e5m2,
+    onnx.TensorProto.FLOAT8E5M2FNUZ: DType.float8e5m2fnuz,
+    onnx.TensorProto.FLOAT8E8M0: DType.float8e8m0,
+    onnx.TensorProto.FLOAT4E2M1: DType.float4e2m1,
+    onnx.TensorProto.INT4: DType.int4, onnx.TensorProto.UINT4: DType.uint4,
+    onnx.TensorProto.INT2: DType.int2, onnx.TensorProto.UINT2: DType.uint2,
 }
 _TO_ONNX = {v: k for k, v in _FROM_ONNX.items()}
+_PACKED_BITS = {DType.int4: 4, DType.uint4: 4, DType.float4e2m1: 4, DType.int2: 2,
+                DType.uint2: 2}
 
 
 def dtype_from_onnx(elem_type: int, where: str = "") -> DType:
@@ -67,9 +78,12 @@ def tensor_to_array(t: onnx.TensorProto) -> np.ndarray:
     dtype = dtype_from_onnx(t.data_type, f"tensor {t.name!r}: ")
     check_shape(list(t.dims), dtype.itemsize, f"tensor {t.name!r}")
     count = math.prod(t.dims)
-    if t.HasField("raw_data") and len(t.raw_data) != count * dtype.itemsize:
+    # 4- and 2-bit types are packed two or four to a byte in the file (numpy_helper unpacks).
+    per_byte = 8 // _PACKED_BITS.get(dtype, 8)
+    need = -(-count // per_byte) if per_byte > 1 else count * dtype.itemsize
+    if t.HasField("raw_data") and len(t.raw_data) != need:
         raise ModelError(f"tensor {t.name!r} holds {len(t.raw_data)} bytes of data, but its "
-                         f"shape {list(t.dims)} of {dtype.value} needs {count * dtype.itemsize}")
+                         f"shape {list(t.dims)} of {dtype.value} needs {need}")
     try:
         arr = numpy_helper.to_array(t)
     except Exception as exc:

@@ -249,9 +249,9 @@ def cast(x: Expr, dtype: DType) -> Expr:
 
 
 def bitcast(x: Expr, dtype: DType) -> Expr:
-    """The same bytes read as another type of the same size (not float16: it computes in
-    float32)."""
-    if x.dtype.itemsize != dtype.itemsize or DType.float16 in (x.dtype, dtype):
+    """The same stored bits read as another type of the same size (a narrow float rounds to
+    its bits first, as a store would)."""
+    if x.dtype.itemsize != dtype.itemsize:
         raise ValueError(f"cannot bitcast {x.dtype} to {dtype}")
     return x if x.dtype == dtype else Op("bitcast", (x,), dtype)
 

@@ -40,10 +40,9 @@ def _parents(root: Expr) -> dict[int, int]:
     return counts
 
 
-def print_expr(e: Expr, typed: bool = False) -> str:
+def print_expr(e: Expr) -> str:
     """Text of an expression DAG: a sub-expression used twice prints once as ``$k=...`` and
-    then as ``$k`` (fusion shares sub-expressions; printing them as a tree could explode).
-    ``typed`` appends every element type (``:float16``), for keys that must tell casts apart."""
+    then as ``$k`` (fusion shares sub-expressions; printing them as a tree could explode)."""
     counts = _parents(e)
     labels: dict[int, str] = {}
 
@@ -51,8 +50,6 @@ def print_expr(e: Expr, typed: bool = False) -> str:
         if id(x) in labels:
             return labels[id(x)]
         body = node(x)
-        if typed and hasattr(x, "dtype"):
-            body += f":{x.dtype}"
         if counts.get(id(x), 0) > 1 and not isinstance(x, (Const, Load)):
             labels[id(x)] = f"${len(labels)}"
             return f"{labels[id(x)]}={body}"
@@ -76,11 +73,11 @@ def print_expr(e: Expr, typed: bool = False) -> str:
     return text(e)
 
 
-def print_kernel(kernel: Kernel, typed: bool = False) -> str:
+def print_kernel(kernel: Kernel) -> str:
     lines = [f"kernel {kernel.name}(" + ", ".join(
         f"{p.role} {p.name}: {p.dtype}{list(p.shape)}" for p in kernel.params) + ") {"]
     for st in kernel.stages:
         idx = ", ".join(repr(v) for v in st.vars)
-        lines.append(f"  {st.out}[{idx}] = {print_expr(st.body, typed)}")
+        lines.append(f"  {st.out}[{idx}] = {print_expr(st.body)}")
     lines.append("}")
     return "\n".join(lines)

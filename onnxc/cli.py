@@ -332,6 +332,10 @@ def _random_feeds(session: Any, given: dict[str, Any], seed: int,
     return feeds
 
 
+_NARROW_NAMES = ("bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+                 "float8_e8m0fnu", "float4_e2m1fn", "int4", "uint4", "int2", "uint2")
+
+
 def _summary(array: Any) -> str:
     """A short, one-line look at an output's values."""
     import numpy as np
@@ -340,7 +344,8 @@ def _summary(array: Any) -> str:
     if flat.size == 0:
         return "empty"
     head = np.array2string(flat[:5], precision=5, separator=", ", threshold=5)
-    if np.issubdtype(flat.dtype, np.number) or flat.dtype == np.bool_:
+    if np.issubdtype(flat.dtype, np.number) or flat.dtype == np.bool_ or \
+            flat.dtype.name in _NARROW_NAMES:
         num = flat.astype(np.float64)
         return (f"min={num.min():.6g} max={num.max():.6g} mean={num.mean():.6g} "
                 f"first={head}")

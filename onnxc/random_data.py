@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import ml_dtypes
 import numpy as np
 
 
@@ -13,6 +14,7 @@ def random_array(rng: np.random.Generator, shape: Sequence[int], dtype,
     dtype = np.dtype(dtype)
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
-    if np.issubdtype(dtype, np.integer):
-        return rng.integers(0, int_high, size=shape).astype(dtype)
+    if np.issubdtype(dtype, np.integer) or dtype.name in ("int4", "uint4", "int2", "uint2"):
+        high = min(int_high, int(ml_dtypes.iinfo(dtype).max) + 1)
+        return rng.integers(0, high, size=shape).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)

@@ -24,7 +24,7 @@ def _frozen(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return tuple(_frozen(v) for v in x)
     if isinstance(x, np.ndarray):
-        return (x.dtype.str, x.shape, x.tobytes())
+        return (x.dtype.str, x.dtype.name, x.shape, x.tobytes())
     if isinstance(x, float) and x != x:
         return ("nan",)
     return x
@@ -35,7 +35,7 @@ def _digest(a: np.ndarray) -> bytes:
     if a.size == 0:
         return b""
     flat = np.ascontiguousarray(a).reshape(-1)
-    return hashlib.sha256(memoryview(flat).cast("B")).digest()
+    return hashlib.sha256(memoryview(flat.view(np.uint8))).digest()
 
 
 class CommonSubexpressionElimination(Pass):
@@ -64,7 +64,7 @@ class CommonSubexpressionElimination(Pass):
         first: dict[tuple, Value] = {}
         for value in list(graph.constants.values()):
             a = value.const
-            key = (a.dtype.str, a.shape, _digest(a))
+            key = (a.dtype.str, a.dtype.name, a.shape, _digest(a))
             keep = first.setdefault(key, value)
             if keep is not value and value.uses:
                 graph.replace_uses(value, keep)

@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 import onnx
 
+from onnxc.ir.dtypes import DType
 from onnxc.ir.errors import ArtifactError, ModelError
 from onnxc.ir.limits import memory_limit
 from onnxc.runtime.build import CompileOptions
@@ -32,10 +33,28 @@ def _unspec(d: dict) -> TensorSpec:
     return TensorSpec(d["name"], tuple(d["shape"]), d["dtype"])
 
 
+_NARROW = {d.value for d in DType
+           if (d.is_narrow_float and d != DType.float16) or d.is_sub_byte_int}
+
+
 def _npy(array: np.ndarray) -> bytes:
+    """.npy bytes; the ml_dtypes types (bfloat16, float8, int4...) are saved as their bits
+    (``np.load`` would give them back as void), the manifest keeps their dtype names."""
+    array = _contiguous(array)
+    if array.dtype.kind == "V" or array.dtype.name in _NARROW:
+        array = array.view(f"u{array.dtype.itemsize}")
     buf = io.BytesIO()
-    np.save(buf, _contiguous(array), allow_pickle=False)
+    np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
+
+
+def _narrow_view(array: np.ndarray, dtype_name: str | None) -> np.ndarray:
+    if dtype_name is None or dtype_name not in _NARROW:
+        return array
+    want = np.dtype(dtype_name)
+    if array.dtype.kind != "u" or array.dtype.itemsize != want.itemsize:
+        raise ArtifactError(f"artifact constant of {dtype_name} is stored as {array.dtype}")
+    return array.view(want)
 
 
 def save_artifact(path: str | os.PathLike, session) -> None:
@@ -53,6 +72,7 @@ def save_artifact(path: str | os.PathLike, session) -> None:
             "inputs": [_spec(s) for s in exe.inputs],
             "outputs": [_spec(s) for s in exe.outputs],
             "constants": len(exe.constants),
+            "constant_dtypes": [a.dtype.name for a in exe.constants],
             "arena_bytes": exe.arena_bytes,
             "value_bytes": exe.value_bytes,
             "kernels": [vars(kinfo) for kinfo in exe.kernels],
@@ -151,9 +171,13 @@ def _load(path: str | os.PathLike, num_threads: int | None):
                                         f"of working memory (the memory limit is {limit}); "
                                         f"refused")
                 consts = []
+                names = e.get("constant_dtypes") or [None] * e["constants"]
+                if not isinstance(names, list) or len(names) != e["constants"]:
+                    raise ArtifactError("artifact manifest's constant_dtypes does not match "
+                                        "its constants; the file is damaged")
                 for c in range(e["constants"]):
-                    consts.append(np.load(io.BytesIO(read(f"exe{k}/const{c}.npy")),
-                                          allow_pickle=False))
+                    consts.append(_narrow_view(np.load(io.BytesIO(read(f"exe{k}/const{c}.npy")),
+                                                       allow_pickle=False), names[c]))
                 exe = Executable([_unspec(s) for s in e["inputs"]],
                                  [_unspec(s) for s in e["outputs"]], consts, e["arena_bytes"],
                                  e["value_bytes"], [KernelInfo(**{**ki, "slots": [tuple(x) for x in ki["slots"] or []]})

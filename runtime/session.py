@@ -31,8 +31,10 @@ class NodeArg:
 
 
 def _ort_type(dtype: str) -> str:
-    names = {"float32": "float", "float64": "double", "bool": "bool"}
-    return f"tensor({names.get(dtype, dtype)})"
+    """onnxruntime's spelling: tensor(float), tensor(bfloat16), tensor(float8e4m3fn)..."""
+    names = {"float32": "float", "float64": "double", "bool": "bool",
+             "float8_e8m0fnu": "float8e8m0", "float4_e2m1fn": "float4e2m1"}
+    return f"tensor({names.get(dtype, dtype.replace('_', ''))})"
 
 
 def default_threads() -> int:

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 
-from onnxc.ir.kernel import IndexValue, Load, Reduce, walk
-from onnxc.ir.printer import print_kernel
+from onnxc.ir.kernel import Const, IndexValue, Load, Op, Reduce, Var
 
 from .codegen import ModuleBuilder, Slot
 from .compiler import LoadedObject, compile_module, host_target, openmp_library
@@ -51,45 +49,49 @@ def generate_ir(calls, *, use_openmp: bool, features: str | None = None) -> tupl
 
 
 def _structural_key(kernel) -> str:
-    """Kernels equal up to parameter and index-variable names compile to the same code.
+    """Kernels equal up to tensor names and index-variable ids compile to the same code: a
+    serialization with parameters by position, variables by first appearance and every
+    expression's element type (a cast to int4 and one to int2 differ only there)."""
+    pos = {p.name: k for k, p in enumerate(kernel.params)}
+    var_ids: dict[int, int] = {}
+    memo: dict[int, str] = {}
 
-    Parameters become their positions and index variables are numbered by first appearance,
-    so the key depends neither on names nor on the process-wide variable counter (which
-    differs between two compiles of one model), and two kernels that use their variables
-    differently (a transpose and a copy) keep different keys."""
-    params = {p.name: f"$p{k}" for k, p in enumerate(kernel.params)}
-    names = _variable_names(kernel)
-    variables: dict[str, str] = {}
+    def var(v) -> str:
+        return f"v{var_ids.setdefault(v.uid, len(var_ids))}"
 
-    def canonical(match: re.Match) -> str:
-        token = match.group(0)
-        if token in params:
-            return params[token]
-        if token in names:
-            return variables.setdefault(token, f"$v{len(variables)}")
-        return token
+    def ix(i) -> str:
+        if isinstance(i, Var):
+            return var(i)
+        if i.kind == "const":
+            return str(i.a)
+        if i.kind == "load":
+            return f"L({expr(i.a)})"
+        return f"{i.kind}({ix(i.a)},{ix(i.b)})"
 
-    body = print_kernel(kernel, typed=True).split("(", 1)[1]  # drop the kernel's own name
-    return hashlib.sha256(_TOKEN.sub(canonical, body).encode()).hexdigest()
+    def expr(e) -> str:
+        if id(e) in memo:  # shared sub-expressions: the key stays linear in the DAG's size
+            return memo[id(e)]
+        if isinstance(e, Load):
+            text = f"ld{pos[e.tensor]}[{','.join(ix(i) for i in e.index)}]{e.pad!r}"
+        elif isinstance(e, Const):
+            text = f"c{e.value!r}"
+        elif isinstance(e, IndexValue):
+            text = f"iv({ix(e.index)})"
+        elif isinstance(e, Op):
+            text = f"{e.name}({','.join(expr(a) for a in e.args)})"
+        elif isinstance(e, Reduce):
+            axes = ",".join(f"{var(v)}<{n}" for v, n in e.axes)
+            text = f"{e.kind}[{axes}]({expr(e.body)})"
+        else:
+            raise TypeError(f"unknown expression {e!r}")
+        memo[id(e)] = text = f"{text}:{e.dtype.value}"
+        return text
 
-
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-
-
-def _variable_names(kernel) -> set[str]:
-    """The printed names of every index variable of the kernel (loop, reduction, index)."""
-    names: set[str] = set()
+    parts = [f"{p.role}:{p.dtype.value}{list(p.shape)}" for p in kernel.params]
     for st in kernel.stages:
-        names.update(map(repr, st.vars))
-        for e in walk(st.body):
-            if isinstance(e, Reduce):
-                names.update(repr(v) for v, _ in e.axes)
-            elif isinstance(e, Load):
-                for ix in e.index:
-                    names.update(map(repr, ix.vars()))
-            elif isinstance(e, IndexValue):
-                names.update(map(repr, e.index.vars()))
-    return names
+        parts.append(f"{pos[st.out]}[{','.join(var(v) for v in st.vars)}]{list(st.shape)}="
+                     f"{expr(st.body)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True) -> CompiledCode:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from llvmlite import ir
 
 from onnxc.ir.dtypes import DType
@@ -24,12 +26,13 @@ from onnxc.ir.kernel import (Const, Expr, IndexValue, Ix, Kernel, Load, Op, Redu
                              flat_coef, loads, walk)
 from onnxc.ir.types import static_strides
 
+from . import narrow
+from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
-from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
+from .llvm_types import I32, I64, PTR, VOID, storage_type, value_type
 
 ROW_TILE = 256
 PARALLEL_MIN_WORK = 1 << 20
-FAST = ("contract",)
 REASSOC = ("reassoc", "contract")
 
 
@@ -286,25 +289,48 @@ class StageEmitter:
                 lo = b.select(b.icmp_signed("<", i, I64(0)), I64(0), i)
                 clamped.append(b.select(b.icmp_signed(">=", lo, I64(n)), I64(max(n - 1, 0)), lo))
             index = clamped
-        value = b.load(self.address(e.tensor, index), typ=storage_type(e.dtype))
-        if e.dtype == DType.bool:
-            value = b.icmp_unsigned("!=", value, value.type(0))
-        elif e.dtype == DType.float16:
-            value = b.fpext(value, value_type(e.dtype))
+        value = self.from_storage(b.load(self.address(e.tensor, index),
+                                         typ=storage_type(e.dtype)), e.dtype)
         if inside is not None:
             value = b.select(inside, value, self.constant(e.pad, e.dtype))
         return value
 
     def store(self, value: ir.Value, tensor: str, index: list[ir.Value]) -> None:
-        if self.dtypes[tensor] == DType.bool:
-            value = self.b.zext(value, storage_type(DType.bool))
-        elif self.dtypes[tensor] == DType.float16:
-            value = self.b.fptrunc(value, storage_type(DType.float16))
-        self.b.store(value, self.address(tensor, index))
+        self.b.store(self.to_storage(value, self.dtypes[tensor]), self.address(tensor, index))
+
+    def from_storage(self, raw: ir.Value, dtype: DType) -> ir.Value:
+        """A loaded element as its register value (narrow floats widen to float32)."""
+        b = self.b
+        if dtype == DType.bool:
+            return b.icmp_unsigned("!=", raw, raw.type(0))
+        if dtype == DType.float16:
+            return b.fpext(raw, value_type(dtype))
+        if dtype.is_narrow_float:
+            return narrow.decode(b, self.mb.module, dtype, raw)
+        if dtype.is_sub_byte_int:
+            return narrow.wrap(b, dtype, raw)
+        return raw
+
+    def to_storage(self, value: ir.Value, dtype: DType) -> ir.Value:
+        """A register value as the element's stored bits: narrow floats round to nearest even
+        here, once (a bfloat16 Add computes in float32 and rounds at the store)."""
+        b = self.b
+        if dtype == DType.bool:
+            return b.zext(value, storage_type(DType.bool))
+        if dtype == DType.float16:
+            return b.fptrunc(value, storage_type(DType.float16))
+        if dtype.is_narrow_float:
+            return narrow.encode(b, self.mb.module, dtype, value)
+        if dtype.is_sub_byte_int:
+            return narrow.store_bits(b, dtype, value)
+        return value
 
     # -- scalar expressions ----------------------------------------------------------------
     def constant(self, value, dtype: DType) -> ir.Value:
         t = value_type(dtype)
+        if dtype.is_narrow_float and dtype != DType.float16 and math.isfinite(value):
+            with np.errstate(all="ignore"):  # the nearest value of the type, as numpy gives it
+                return t(float(np.asarray(value, dtype=dtype.np).astype(np.float32)))
         if dtype.is_float:
             return t(float(value))
         if dtype == DType.bool:
@@ -456,165 +482,3 @@ class StageEmitter:
             del self.reduce_values[id(red)]
 
         self.loop(I64(0), count, finish, name="out")
-
-
-class ScalarOps:
-    """Scalar arithmetic, math functions, comparisons and casts, per element type."""
-
-    FLOAT_INTRINSICS = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs",
-                        "floor": "floor", "ceil": "ceil", "round": "roundeven", "sin": "sin",
-                        "cos": "cos"}
-    LIBM = {"tanh": "tanh", "erf": "erf", "tan": "tan", "asin": "asin", "acos": "acos",
-            "atan": "atan", "sinh": "sinh", "cosh": "cosh", "asinh": "asinh", "acosh": "acosh",
-            "atanh": "atanh"}
-
-    def __init__(self, se: StageEmitter):
-        self.se, self.b = se, se.b
-
-    def fn(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
-        return self.se.mb.declare(name, ret, args)
-
-    @staticmethod
-    def suffix(t: ir.Type) -> str:
-        return "f32" if isinstance(t, ir.FloatType) else "f64"
-
-    def arith(self, name: str, dtype: DType, a, c, flags=FAST):
-        b = self.b
-        if dtype.is_float:
-            instr = {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv}[name](a, c)
-            instr.flags.extend(flags)
-            return instr
-        if name == "div":
-            return b.udiv(a, c) if dtype.is_unsigned_int else b.sdiv(a, c)
-        return {"add": b.add, "sub": b.sub, "mul": b.mul}[name](a, c)
-
-    def minmax(self, kind: str, dtype: DType, a, c):
-        if dtype.is_float:
-            intr = "llvm.maximum" if kind == "max" else "llvm.minimum"
-            t = value_type(dtype)
-            return self.b.call(self.fn(f"{intr}.{self.suffix(t)}", t, [t, t]), [a, c])
-        op = ">" if kind == "max" else "<"
-        cmp = (self.b.icmp_unsigned if dtype.is_unsigned_int or dtype == DType.bool
-               else self.b.icmp_signed)(op, a, c)
-        return self.b.select(cmp, a, c)
-
-    def emit(self, e: Op, args: list[ir.Value]) -> ir.Value:
-        b, name = self.b, e.name
-        src = e.args[0].dtype if e.args else e.dtype
-        if name in ("add", "sub", "mul", "div"):
-            return self.arith(name, e.dtype, *args)
-        if name in ("max", "min"):
-            return self.minmax(name, e.dtype, *args)
-        if name == "mod":  # C remainder, like fmod
-            if e.dtype.is_float:
-                return b.frem(*args)
-            return b.urem(*args) if e.dtype.is_unsigned_int else b.srem(*args)
-        if name == "select":
-            return b.select(*args)
-        if name == "cast":
-            return self.cast(args[0], src, e.dtype)
-        if name == "bitcast":  # bool (i1) travels as its byte
-            x = b.zext(args[0], ir.IntType(8)) if src == DType.bool else args[0]
-            y = b.bitcast(x, storage_type(e.dtype))
-            return b.icmp_unsigned("!=", y, y.type(0)) if e.dtype == DType.bool else y
-        if name in ("lt", "le", "gt", "ge", "eq", "ne"):
-            sym = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[name]
-            if src.is_float:
-                return (b.fcmp_unordered if name == "ne" else b.fcmp_ordered)(sym, *args)
-            if src.is_unsigned_int or src == DType.bool:
-                return b.icmp_unsigned(sym, *args)
-            return b.icmp_signed(sym, *args)
-        if name in ("and", "or", "xor"):
-            return {"and": b.and_, "or": b.or_, "xor": b.xor}[name](*args)
-        if name == "shl":
-            return b.shl(*args)
-        if name == "shr":
-            return b.lshr(*args) if e.dtype.is_unsigned_int else b.ashr(*args)
-        if name == "not":
-            return b.xor(args[0], I1(1))
-        if name == "neg":
-            return b.fneg(args[0]) if e.dtype.is_float else b.neg(args[0])
-        if e.dtype.is_float:
-            t = value_type(e.dtype)
-            if isinstance(t, ir.FloatType) and name in ("exp", "log", "pow", "tanh"):
-                return self.fast_f32(name, args)
-            if name in self.FLOAT_INTRINSICS:
-                f = self.fn(f"llvm.{self.FLOAT_INTRINSICS[name]}.{self.suffix(t)}", t, [t])
-                return b.call(f, args)
-            if name == "pow":
-                return b.call(self.fn(f"llvm.pow.{self.suffix(t)}", t, [t, t]), args)
-            if name in self.LIBM:
-                base = self.LIBM[name]
-                sym = base + "f" if isinstance(t, ir.FloatType) else base
-                return b.call(self.fn(sym, t, [t]), args)
-        if name == "pow":  # integer power through double precision
-            f64 = ir.DoubleType()
-            a, c = (self.cast(v, a.dtype, DType.float64) for v, a in zip(args, e.args))
-            r = b.call(self.fn("llvm.pow.f64", f64, [f64, f64]), [a, c])
-            return self.cast(r, DType.float64, e.dtype)
-        if name == "abs" and not e.dtype.is_float:
-            x = args[0]
-            if e.dtype.is_unsigned_int:
-                return x
-            return b.select(b.icmp_signed("<", x, x.type(0)), b.neg(x), x)
-        raise CompileError(f"operation {name} on {e.dtype} is not supported by the cpu backend")
-
-    def fast_f32(self, name: str, args: list[ir.Value]) -> ir.Value:
-        """Vectorizable float32 exp/log/pow (see fastmath.py)."""
-        from .fastmath import exp_f32, log_f32, tanh_f32
-
-        b, mb = self.b, self.se.mb
-        if name == "exp":
-            return exp_f32(b, mb, args[0])
-        if name == "log":
-            return log_f32(b, mb, args[0])
-        if name == "tanh":
-            return tanh_f32(b, mb, args[0])
-        # pow: |x|^y = exp(y log|x|), then IEEE's cases for x <= 0, NaN and y = 0.
-        x, y = args
-        t = x.type
-        fabs = self.fn("llvm.fabs.f32", t, [t])
-        rint = self.fn("llvm.rint.f32", t, [t])
-        r = exp_f32(b, mb, b.fmul(y, log_f32(b, mb, b.call(fabs, [x]))))
-        y_int = b.fcmp_ordered("==", b.call(rint, [y]), y)
-        half = b.fmul(y, t(0.5))
-        y_odd = b.and_(y_int, b.fcmp_ordered("!=", b.call(rint, [half]), half))
-        not_integer = b.select(b.fcmp_ordered("==", x, t(float("-inf"))), r, t(float("nan")))
-        negative = b.select(y_int, b.select(y_odd, b.fneg(r), r), not_integer)
-        r = b.select(b.fcmp_ordered("<", x, t(0.0)), negative, r)
-        zero = b.select(b.fcmp_ordered(">", y, t(0.0)),
-                        b.select(y_odd, x, t(0.0)),  # keeps the sign of -0.0 for odd y
-                        b.select(b.fcmp_ordered("<", y, t(0.0)),
-                                 b.select(y_odd, b.fdiv(t(1.0), x), t(float("inf"))), r))
-        r = b.select(b.fcmp_ordered("==", x, t(0.0)), zero, r)
-        one = b.or_(b.fcmp_ordered("==", y, t(0.0)), b.fcmp_ordered("==", x, t(1.0)))
-        one = b.or_(one, b.and_(b.fcmp_ordered("==", x, t(-1.0)),
-                                b.fcmp_ordered("==", b.call(fabs, [y]), t(float("inf")))))
-        return b.select(one, t(1.0), r)
-
-    def cast(self, x: ir.Value, src: DType, dst: DType) -> ir.Value:
-        b = self.b
-        t = value_type(dst)
-        if src == dst:
-            return x
-        if dst == DType.bool:
-            if src.is_float:
-                return b.fcmp_unordered("!=", x, x.type(0.0))
-            return b.icmp_unsigned("!=", x, x.type(0))
-        if src == DType.bool:
-            return b.uitofp(x, t) if dst.is_float else b.zext(x, t)
-        if src.is_float and dst.is_float:
-            if x.type == t:
-                if dst == DType.float16:  # round through half precision
-                    return b.fpext(b.fptrunc(x, storage_type(dst)), t)
-                return x
-            return b.fpext(x, t) if t.intrinsic_name == "f64" else b.fptrunc(x, t)
-        if src.is_float:
-            return b.fptoui(x, t) if dst.is_unsigned_int else b.fptosi(x, t)
-        if dst.is_float:
-            return b.uitofp(x, t) if src.is_unsigned_int else b.sitofp(x, t)
-        if t.width > x.type.width:
-            return b.zext(x, t) if src.is_unsigned_int else b.sext(x, t)
-        if t.width < x.type.width:
-            return b.trunc(x, t)
-        return x

@@ -1,9 +1,10 @@
 """Scalar expressions of the kernel IR as C expressions, for the CUDA backend (codegen.py).
 
-The rules mirror the cpu backend's ScalarOps (backends/cpu/codegen.py): NaN-propagating max/min
-(the ``ox_max``/``ox_min`` helpers of codegen.PRELUDE), truncating integer division, integer
-results wrapped to their width, ordered float compares except ``!=``, bool held as ``bool`` and
-stored as a byte, float16 computed in float.
+The rules mirror the cpu backend's ScalarOps (backends/cpu/scalar.py): NaN-propagating
+max/min (the ``ox_max``/``ox_min`` helpers of codegen.PRELUDE), truncating integer division,
+integer results wrapped to their width, ordered float compares except ``!=``, bool held as
+``bool`` and stored as a byte, the narrow floats (float16, bfloat16, float8, float4) computed
+in float and rounded once when stored or cast (narrow.py).
 """
 from __future__ import annotations
 
@@ -18,14 +19,20 @@ from onnxc.ir.kernel import (Const, Expr, IndexValue, Ix, Kernel, Load, Op, Redu
                              walk)
 from onnxc.ir.types import static_strides
 
+from . import narrow
+
 _STORAGE = {
     DType.float16: "__half", DType.float32: "float", DType.float64: "double",
     DType.int8: "i8", DType.int16: "i16", DType.int32: "i32", DType.int64: "i64",
     DType.uint8: "u8", DType.uint16: "u16", DType.uint32: "u32", DType.uint64: "u64",
-    DType.bool: "u8",
+    DType.bool: "u8", DType.bfloat16: "u16", DType.float8e4m3fn: "u8",
+    DType.float8e4m3fnuz: "u8", DType.float8e5m2: "u8", DType.float8e5m2fnuz: "u8",
+    DType.float8e8m0: "u8", DType.float4e2m1: "u8", DType.int4: "u8", DType.uint4: "u8",
+    DType.int2: "u8", DType.uint2: "u8",
 }
 _INT_BITS = {DType.int8: 8, DType.int16: 16, DType.int32: 32, DType.int64: 64, DType.uint8: 8,
-             DType.uint16: 16, DType.uint32: 32, DType.uint64: 64}
+             DType.uint16: 16, DType.uint32: 32, DType.uint64: 64, DType.int4: 4,
+             DType.uint4: 4, DType.int2: 2, DType.uint2: 2}
 _FLOAT_FN = {"exp": "exp", "log": "log", "sqrt": "sqrt", "abs": "fabs", "floor": "floor",
              "ceil": "ceil", "round": "rint", "sin": "sin", "cos": "cos", "tanh": "tanh",
              "erf": "erf", "tan": "tan", "asin": "asin", "acos": "acos", "atan": "atan",
@@ -42,10 +49,35 @@ def storage_type(dtype: DType) -> str:
 
 
 def value_type(dtype: DType) -> str:
-    """The C type of an element in registers: bool is ``bool``, float16 computes in float."""
-    if dtype == DType.float16:
+    """The C type of an element in registers: bool is ``bool``, the narrow floats (float16,
+    bfloat16, float8, float4) compute in float, int4/int2 sit extended in an i8/u8."""
+    if dtype.is_narrow_float:
         return "float"
+    if dtype.is_sub_byte_int:
+        return "i8" if dtype.is_signed_int else "u8"
     return "bool" if dtype == DType.bool else storage_type(dtype)
+
+
+def from_storage(raw: str, dtype: DType) -> str:
+    """A stored element (C text) as its register value."""
+    if dtype == DType.bool:
+        return f"({raw} != 0)"
+    if dtype == DType.float16:
+        return f"__half2float({raw})"
+    if dtype.is_narrow_float or dtype.is_sub_byte_int:
+        return narrow.load(raw, dtype)
+    return raw
+
+
+def to_storage(value: str, dtype: DType) -> str:
+    """A register value (C text) as the element's stored bits: narrow floats round here."""
+    if dtype == DType.bool:
+        return f"(u8)({value})"
+    if dtype == DType.float16:
+        return f"__float2half({value})"
+    if dtype.is_narrow_float or dtype.is_sub_byte_int:
+        return narrow.store(value, dtype)
+    return value
 
 
 def literal(value, dtype: DType) -> str:
@@ -54,6 +86,9 @@ def literal(value, dtype: DType) -> str:
         return "true" if bool(value) else "false"
     if dtype.is_float:
         v = float(value)
+        if dtype.is_narrow_float and dtype != DType.float16 and math.isfinite(v):
+            with np.errstate(all="ignore"):  # the nearest value of the type, as numpy gives it
+                v = float(np.asarray(value, dtype=dtype.np).astype(np.float32))
         f64 = dtype == DType.float64
         if math.isnan(v):
             return '__builtin_nan("")' if f64 else '__builtin_nanf("")'
@@ -195,11 +230,7 @@ class StageWriter:
 
     def load(self, e: Load) -> str:
         ptr = self.pnames[e.tensor]
-        value = f"{ptr}[{self.offset(e.tensor, e.index)}]"
-        if e.dtype == DType.bool:
-            value = f"({value} != 0)"
-        elif e.dtype == DType.float16:
-            value = f"__half2float({value})"
+        value = from_storage(f"{ptr}[{self.offset(e.tensor, e.index)}]", e.dtype)
         if e.pad is None:
             return value
         checks = []
@@ -245,8 +276,9 @@ class StageWriter:
             return f"({a[0]} ? {a[1]} : {a[2]})"
         if name == "cast":
             return cast(a[0], src, dt)
-        if name == "bitcast":  # through the storage types (bool is a byte)
-            return f"ox_bitcast<{storage_type(dt)}, {storage_type(src)}>({a[0]})"
+        if name == "bitcast":  # through the stored bits (bool is a byte, bfloat16 a u16...)
+            bits = f"ox_bitcast<{storage_type(dt)}, {storage_type(src)}>({to_storage(a[0], src)})"
+            return from_storage(bits, dt)
         if name in _COMPARE:  # C's float compares are ordered except !=, as in the cpu backend
             return f"({a[0]} {_COMPARE[name]} {a[1]})"
         if name in ("and", "or", "xor"):
@@ -292,6 +324,8 @@ def cast(x: str, src: DType, dst: DType) -> str:
         return f"({x} != 0)"  # NaN is true, as with fcmp une
     if dst == DType.float16:
         return f"ox_round_half((float)({x}))"
+    if dst.is_narrow_float or dst.is_sub_byte_int:
+        return narrow.cast_to(x, src, dst)
     return f"(({value_type(dst)})({x}))"
 
 

@@ -5,8 +5,9 @@ thread per output element; the stage's vars come back from that index by div/mod
 extents. A ``Reduce`` becomes nested ``for`` loops around a register accumulator. Semantics follow
 the cpu backend (backends/cpu/codegen.py) operation for operation: NaN-propagating max/min like
 ``llvm.maximum``, truncating integer division, padded loads behind a bounds check, bool stored as
-a byte, float16 stored as ``__half`` and computed in float. The same text also runs on the CPU
-under the cuda-sim emulation (sim.py), so CI checks its meaning without a GPU.
+a byte, float16 stored as ``__half`` and the other narrow types as their bits (narrow.py), the
+narrow floats computed in float. The same text also runs on the CPU under the cuda-sim emulation
+(sim.py), so CI checks its meaning without a GPU.
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from onnxc.ir.dtypes import DType
 from onnxc.ir.errors import CompileError
 from onnxc.ir.kernel import Kernel, Stage
 
-from .cexpr import StageWriter, used_vars, storage_type, value_type
+from . import narrow
+from .cexpr import StageWriter, storage_type, to_storage, used_vars, value_type
 
 BLOCK = 256
 # Grid-stride loops let a grid of any size cover any tensor. 65535 blocks of 256 threads is
@@ -50,7 +51,7 @@ template <typename T, typename S> __device__ __forceinline__ T ox_bitcast(S s) {
 // A float rounded to the nearest float16 (a cast to float16 computed in float).
 __device__ __forceinline__ float ox_round_half(float x) {
   return __half2float(__float2half(x)); }
-"""
+""" + narrow.PRELUDE
 
 
 def sanitize(name: str) -> str:
@@ -108,11 +109,7 @@ def stage_function(kernel: Kernel, index: int, entry: str) -> str:
     w.emit(1, f"for (i64 _q = (i64)blockIdx.x * blockDim.x + threadIdx.x; _q < {total}LL; "
               f"_q += (i64)blockDim.x * gridDim.x) {{")
     _unflatten(w, st)
-    value = w.expr(st.body, 2)
-    if out.dtype == DType.bool:
-        value = f"(u8)({value})"
-    elif out.dtype == DType.float16:
-        value = f"__float2half({value})"
+    value = to_storage(w.expr(st.body, 2), out.dtype)
     w.emit(2, f"{pnames[st.out]}[_q] = {value};")  # row-major: the flat index is the offset
     w.emit(1, "}")
     head = f'extern "C" __global__ void {entry}({_signature(kernel, pnames)}) {{'

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import ml_dtypes
+
 from ..dtypes import DType
 from ..errors import ModelError
 from ..kernel import Expr, bitcast, call, cast, const, maximum, minimum, select, stage
@@ -85,13 +87,66 @@ def _cast_infer(types, attrs, consts):
     return [TensorType(DType(attrs["to"]), types[0].shape)]
 
 
+_FLOAT8 = (DType.float8e4m3fn, DType.float8e4m3fnuz, DType.float8e5m2, DType.float8e5m2fnuz)
+
+
 def _cast_compute(ins, outs, attrs):
     x, out = ins[0], outs[0]
-    return [stage(out.name, out.shape, lambda *v: cast(x.broadcast_to(v), out.dtype))]
+    to = out.dtype
+    saturate = bool(attrs.get("saturate", False))
+    mode = attrs.get("round_mode")
+
+    def body(*v):
+        value = x.broadcast_to(v)
+        if to in _FLOAT8 and saturate and value.dtype != DType.bool:
+            return cast(_saturate(value, float(ml_dtypes.finfo(to.np).max)), to)
+        if to == DType.float8e8m0 and mode is not None:
+            return cast(_e8m0(value, mode, saturate), to)
+        return cast(value, to)
+
+    return [stage(out.name, out.shape, body)]
+
+
+def _saturate(x: Expr, limit: float) -> Expr:
+    """x clamped to [-limit, limit] in float32 (float64 for float64); NaN stays NaN."""
+    wide = DType.float64 if x.dtype == DType.float64 else DType.float32
+    x = cast(x, wide)
+    hi, lo = const(limit, wide), const(-limit, wide)
+    return select(call("gt", x, hi), hi, select(call("lt", x, lo), lo, x))
+
+
+def _e8m0(x: Expr, mode: str, saturate: bool) -> Expr:
+    """ONNX's float32 -> float8e8m0 rounding (numpy_helper.to_float8e8m0) on the exponent
+    bits, as the float32 power of two it rounds to: cast to float8e8m0 is then exact."""
+    i32 = DType.int32
+    bits = bitcast(cast(x, DType.float32), i32)
+    k = lambda v: const(v, i32)  # noqa: E731
+    exp = call("and", call("shr", bits, k(23)), k(0xFF))
+    frac = call("and", bits, k(0x7FFFFF))
+    nonzero = lambda v: call("ne", v, k(0))  # noqa: E731
+    if mode == "up":
+        up = nonzero(frac)
+    elif mode == "nearest":
+        up = call("and", nonzero(call("and", frac, k(0x400000))),
+                  call("or", nonzero(call("and", frac, k(0x3FFFFF))), call("gt", exp, k(0))))
+    elif mode == "down":
+        up = None
+    else:
+        raise ModelError(f"Cast round_mode must be up, down or nearest, got {mode!r}")
+    if up is not None and saturate:
+        up = call("and", up, call("ne", exp, k(0xFE)))
+    code = exp if up is None else exp + select(up, k(1), k(0))
+    f32 = DType.float32
+    power = bitcast(call("shl", code, k(23)), f32)
+    power = select(call("eq", code, k(0)), const(2.0 ** -127, f32), power)
+    return select(call("eq", exp, k(0xFF)) if up is None else call("ge", code, k(0xFF)),
+                  const(float("nan"), f32), power)
 
 
 register(OpDef("Cast", _cast_infer, _cast_compute, kind="elementwise",
-               doc="attrs: to (a DType value name)"))
+               doc="attrs: to (a DType value name); saturate (float8: clamp to the largest "
+                   "finite value first); round_mode (float8e8m0: up, down or nearest, "
+                   "with saturate keeping 2**127 from rounding to NaN)"))
 
 
 # Comparisons and logic ---------------------------------------------------------------------------
@@ -123,9 +178,8 @@ _elementwise("Where", select, infer=_where_infer)
 
 def _bitcast_infer(types, attrs, consts):
     x, to = types[0], DType(attrs["to"])
-    if x.dtype.itemsize != to.itemsize or DType.float16 in (x.dtype, to):
-        raise ModelError(f"BitCast needs element types of one size (not float16), got "
-                         f"{x.dtype} to {to}")
+    if x.dtype.itemsize != to.itemsize:
+        raise ModelError(f"BitCast needs element types of one size, got {x.dtype} to {to}")
     return [TensorType(to, x.shape)]
 
 

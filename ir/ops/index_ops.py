@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
 from ..dtypes import DType
@@ -293,7 +294,7 @@ def _identity(kind: str, dtype: DType):
         return const(1, dtype)
     if dtype.is_float:
         return const(-math.inf if kind == "max" else math.inf, dtype)
-    info = np.iinfo(dtype.np) if dtype != DType.bool else None
+    info = ml_dtypes.iinfo(dtype.np) if dtype != DType.bool else None  # int4 too
     if info is None:
         return const(kind == "min", dtype)
     return const(int(info.min if kind == "max" else info.max), dtype)
