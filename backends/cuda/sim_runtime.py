@@ -42,7 +42,7 @@ SIM_RUNTIME = r"""// cuda-sim: the CUDA execution model emulated on the host (ba
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static  // blocks run one at a time: a static is one block's shared memory
 struct dim3 {
   unsigned x, y, z;
