@@ -29,10 +29,20 @@ if command -v nvidia-smi >/dev/null; then
 else
   echo "no nvidia-smi" | tee -a "$OUT/summary.txt"
 fi
-NVCC=$(command -v nvcc || ls -d /usr/local/cuda*/bin/nvcc 2>/dev/null | sort -r | head -1)
-[ -n "$NVCC" ] || { echo "nvcc not found: install the CUDA toolkit" >&2; exit 2; }
-export CUDA_ROOT=${CUDA_ROOT:-$(dirname "$(dirname "$NVCC")")}
+# The toolkit root: the first candidate with include/cuda.h (nvcc may be a wrapper script).
+NVCC=$(command -v nvcc || true)
+for root in "${CUDA_ROOT:-}" "${CUDA_HOME:-}" "${CUDA_PATH:-}" \
+            "$([ -n "$NVCC" ] && dirname "$(dirname "$(readlink -f "$NVCC")")")" \
+            /usr/local/cuda $(ls -d /usr/local/cuda-* 2>/dev/null | sort -rV); do
+  if [ -n "$root" ] && [ -f "$root/include/cuda.h" ] && [ -x "$root/bin/nvcc" ]; then
+    export CUDA_ROOT="$root"; break
+  fi
+done
+[ -n "${CUDA_ROOT:-}" ] && [ -f "$CUDA_ROOT/include/cuda.h" ] \
+  || { echo "no CUDA toolkit found (set CUDA_ROOT)" >&2; exit 2; }
 export PATH="$CUDA_ROOT/bin:$PATH"
+NVCC="$CUDA_ROOT/bin/nvcc"
+echo "CUDA_ROOT=$CUDA_ROOT" | tee -a "$OUT/summary.txt"
 "$NVCC" --version | tail -1 | tee -a "$OUT/summary.txt"
 $PY - <<'PYEOF' 2>&1 | tee -a "$OUT/summary.txt"
 import importlib
@@ -53,9 +63,13 @@ else
          "(pytools, platformdirs, mako, markupsafe, siphash24, setuptools) there" | tee -a "$OUT/summary.txt"
     status=1
   else
-    # dependencies first (pure wheels), then pycuda's own build, against this CUDA
-    run $PY -m pip install -q --no-index --find-links "$WHEELHOUSE" --no-deps \
-        "$WHEELHOUSE"/*.whl > "$OUT/deps.log" 2>&1 || tail -5 "$OUT/deps.log"
+    # dependencies first, one wheel at a time (a wheel for another Python must not stop the
+    # rest: setuptools >= 70.1 is what gives pip's build its bdist_wheel), then pycuda itself
+    : > "$OUT/deps.log"
+    for whl in "$WHEELHOUSE"/*.whl; do
+      run $PY -m pip install -q --no-index --find-links "$WHEELHOUSE" --no-deps "$whl" \
+        >> "$OUT/deps.log" 2>&1 || echo "skipped $(basename "$whl") (see deps.log)"
+    done
     ( time run timeout 600 $PY -m pip install --no-index --find-links "$WHEELHOUSE" --no-deps \
         --no-build-isolation "$SDIST" ) > "$OUT/pycuda_build.log" 2>&1
     tail -3 "$OUT/pycuda_build.log" | tee -a "$OUT/summary.txt"

@@ -35,6 +35,19 @@ _SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds_
 _loaded: dict[str, "SimModule"] = {}  # per process, by source hash: node tests reuse kernels
 
 
+def _host_fma() -> tuple[str, ...]:
+    """``-mfma`` where the host CPU has it: ``fmaf`` (the GEMM kernels' inner step) becomes one
+    instruction instead of a libm call; both round once, so results are the same. Contraction
+    of a plain ``a * b + c`` stays off (nvcc would contract it: the tests' tolerances cover
+    that one rounding)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return ()
+    return ("-mfma",) if " fma " in flags + " " else ()
+
+
 def find_cxx() -> str | None:
     """The host C++ compiler used for cuda-sim ($CXX, g++ or clang++)."""
     for name in (os.environ.get("CXX"), "g++", "clang++"):
@@ -79,7 +92,8 @@ class SimModule:
             src, lib = os.path.join(tmp, "module.cc"), os.path.join(tmp, "module.so")
             with open(src, "w") as f:
                 f.write(text)
-            cmd = [cxx, "-x", "c++", "-std=c++20", *cxx_flags, "-fPIC", "-shared", "-pthread",
+            cmd = [cxx, "-x", "c++", "-std=c++20", *cxx_flags, *_host_fma(), "-ffp-contract=off",
+                   "-fPIC", "-shared", "-pthread",
                    "-fno-fast-math", "-w", "-o", lib, src]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
