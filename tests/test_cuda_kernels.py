@@ -319,3 +319,22 @@ def test_scheduled_kernels_compile_with_nvcc(gemm_modules):
     spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", out["log"])]
     assert max(spills) <= 64, out["log"][-3000:]  # register tiles stay in registers
     assert "mma.sync" in out["ptx"]
+
+
+@needs_cxx
+def test_allow_tf32_through_the_public_api():
+    """onnxc.compile(..., allow_tf32=True) on cuda-sim rounds a float32 MatMul's inputs to TF32;
+    the default keeps float32 (the result onnxruntime gives)."""
+    import onnxc
+
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((20, 24)).astype(np.float32), rng.standard_normal((24, 36))
+    model = _model([helper.make_node("MatMul", ["a", "b"], ["y"])], [_vi("a", 1, a.shape)],
+                   [_vi("y", 1, (20, 36))], [numpy_helper.from_array(b.astype(np.float32), "b")])
+    exact = a.astype(np.float64) @ b.astype(np.float32).astype(np.float64)
+    rounded = tf32(a).astype(np.float64) @ tf32(b.astype(np.float32)).astype(np.float64)
+    plain = onnxc.compile(model, target="cuda-sim").run(None, {"a": a})[0]
+    fast = onnxc.compile(model, target="cuda-sim", allow_tf32=True).run(None, {"a": a})[0]
+    np.testing.assert_allclose(plain, exact, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast, rounded, rtol=1e-5, atol=1e-5)
+    assert np.abs(fast - exact).max() > 1e-4
