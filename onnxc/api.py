@@ -31,7 +31,8 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             example_inputs: Any = None, memory_limit_bytes: int | None = None,
             devices: Sequence | None = None, placement: dict[str, str] | None = None,
             executor: str = "local", micro_batches: int = 1, parallel: str = "model",
-            executor_options: dict | None = None, objective: str | None = None) -> Session:
+            executor_options: dict | None = None, objective: str | None = None,
+            allow_tf32: bool = False) -> Session:
     """Compile a model into a Session.
 
     ``model`` is an ONNX model (path, bytes or ModelProto), or a ``torch.nn.Module`` together
@@ -44,6 +45,10 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     ``micro_batches`` pipelines a batch through the partitions, ``objective`` is "time" (one
     run) or "throughput" (pipelines), ``parallel="data"`` runs one replica per device
     instead. ``target`` is then each device's own.
+
+    ``allow_tf32`` (targets "cuda", "cuda-sim") lets float32 matrix products use TF32 tensor
+    cores: inputs rounded to 10 mantissa bits, float32 accumulation. ONNX float32 semantics do
+    not allow that rounding, so it is off unless asked for.
 
     ``memory_limit_bytes`` caps what one specialization may allocate (working memory, outputs,
     weights, folded constants); the default is $ONNXC_MEMORY_LIMIT, else the machine's
@@ -76,13 +81,13 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     model = _from_framework(model, example_inputs)
     with _naming_the_file(model):
         return _compile(model, target, opt_level, num_threads, input_shapes, disable_passes,
-                        print_after, start, memory_limit_bytes)
+                        print_after, start, memory_limit_bytes, allow_tf32)
 
 
 def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | None,
              input_shapes: dict[str, Sequence[int]] | None, disable_passes: Sequence[str],
              print_after: Sequence[str], start: float,
-             memory_limit_bytes: int | None = None) -> Session:
+             memory_limit_bytes: int | None = None, allow_tf32: bool = False) -> Session:
     from onnxc.frontend.importer import check_ops
     from onnxc.ir.errors import InputValueNeeded
 
@@ -90,7 +95,7 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
                              print_after=tuple(print_after),
-                             memory_limit_bytes=memory_limit_bytes)
+                             memory_limit_bytes=memory_limit_bytes, allow_tf32=allow_tf32)
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
     declared = declared_inputs(proto, input_shapes)

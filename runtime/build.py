@@ -27,6 +27,8 @@ class CompileOptions:
     timings: dict = field(default_factory=dict)
     # None: $ONNXC_MEMORY_LIMIT, else physical memory (onnxc.ir.limits)
     memory_limit_bytes: int | None = None
+    # cuda targets: float32 matrix products may use TF32 tensor cores (opt-in: not ONNX float32)
+    allow_tf32: bool = False
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
@@ -144,7 +146,7 @@ def _build_cuda(plan, options: CompileOptions) -> Executable:
     from onnxc.backends.cuda import compile_cuda, render_module
 
     start = time.perf_counter()
-    module = render_module(plan.calls)
+    module = render_module(plan.calls, allow_tf32=options.allow_tf32)
     fatbin = b""
     if options.target == "cuda":
         fatbin = compile_cuda(module.source)["fatbin"]

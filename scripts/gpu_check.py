@@ -11,9 +11,10 @@ device->host copy per output. Outputs are checked against onnxruntime (or numpy,
 cuda_models says so) and timed with CUDA events: median of --runs runs, kernels only and end to
 end with copies, next to onnxruntime on the CPU for scale.
 
-pycuda is onnxc's official CUDA dependency (the ``cuda`` extra), but it cannot be installed on
-the GPU machines this was written for (no registry access, no wheel); CuPy is there, so this
-script drives the driver through CuPy and never imports pycuda.
+CuPy drives these timings (it is on the GPU machines; pycuda is not). ``--pycuda`` runs the node
+cases through onnxc's own pycuda driver instead (scripts/gpu_check.sh builds pycuda there from
+the sdist it brings). PyTorch runs the same graphs on the same GPU for the "torch ms" column
+(scripts/torch_ref.py), with TF32 off like onnxc.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def bootstrap_onnxc() -> None:
     """Import onnxc from this checkout even where it is not pip-installed (package-dir map)."""
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]
     try:
         import onnxc  # noqa: F401
 
@@ -132,8 +133,10 @@ def compare(got, ref, rtol: float, atol: float) -> tuple[bool, float]:
     return ok, worst
 
 
-def node_cases(cp, archs: list[str], tmp: str) -> int:
-    """Every ONNX node test case that passes on the cpu backend, all in one module."""
+def node_cases(cp, archs: list[str], tmp: str, pycuda: bool = False) -> int:
+    """Every ONNX node test case that passes on the cpu backend, all in one module; run with
+    CuPy, or with ``pycuda`` through onnxc's own driver (backends/cuda/driver.py: one
+    GpuModule per case, constants uploaded once, one copy in and out per run)."""
     import cuda_models
     from onnxc.backends.cuda import compile_cuda, render_module
     from onnxc.backends.cuda.codegen import merge_modules
@@ -160,10 +163,19 @@ def node_cases(cp, archs: list[str], tmp: str) -> int:
     if cp is not None:
         path = os.path.join(tmp, "node_cases.fatbin")
         Path(path).write_bytes(out["fatbin"])
-        raw = cp.RawModule(path=path)
+        raw = None if pycuda else cp.RawModule(path=path)
         for (case, feeds, outputs, plan, _), module in zip(jobs, modules):
             try:
-                got = GpuPlan(cp, plan, module, raw).run([feeds[s.name] for s in plan.inputs])
+                host = [np.asarray(feeds[s.name]) for s in plan.inputs]
+                if pycuda:
+                    from onnxc.backends.cuda.driver import GpuModule
+
+                    gpu = GpuModule(out["fatbin"], [np.ascontiguousarray(c)
+                                                    for c in plan.constants])
+                    got = gpu.run(module.launches, [np.ascontiguousarray(h) for h in host],
+                                  plan.outputs, plan.arena_bytes)
+                else:
+                    got = GpuPlan(cp, plan, module, raw).run(host)
                 for g, want in zip(got, outputs):
                     assert g.dtype == want.dtype, (g.dtype, want.dtype)
                     np.testing.assert_allclose(g, want, rtol=case.rtol, atol=case.atol)
@@ -188,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", default="", help="folder to write each module's .cu into")
     parser.add_argument("--node-cases", action="store_true",
                         help="also run the ONNX node test cases (one module, the GPU's arch)")
+    parser.add_argument("--pycuda", action="store_true",
+                        help="run the node cases through target 'cuda' (onnxc's pycuda driver) "
+                             "instead of CuPy")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch timings")
     args = parser.parse_args(argv)
 
     bootstrap_onnxc()
@@ -253,15 +269,24 @@ def main(argv: list[str] | None = None) -> int:
                 o_ms = ort_ms(model, feeds, args.runs)
             except Exception:
                 o_ms = float("nan")
-            rows.append((name, len(gpu.launches), k_ms, e_ms, o_ms))
+            t_ms = float("nan")
+            if not args.no_torch:
+                try:
+                    from torch_ref import torch_ms
+
+                    t_ms = torch_ms(model, feeds, ref, args.runs)
+                except Exception as exc:  # no torch here, or a graph it cannot run
+                    print(f"  torch: {type(exc).__name__}: {exc}")
+            rows.append((name, len(gpu.launches), k_ms, e_ms, t_ms, o_ms))
         node_failures = 0
         if args.node_cases:
-            node_failures = node_cases(cp, device_arch or archs, tmp)
+            node_failures = node_cases(cp, device_arch or archs, tmp, args.pycuda)
     if rows:
         print(f"\n{'model':<20} {'launches':>8} {'kernels ms':>11} {'e2e ms':>9} "
-              f"{'ort-cpu ms':>11}   (median of {args.runs})")
-        for name, n, k_ms, e_ms, o_ms in rows:
-            print(f"{name:<20} {n:>8} {k_ms:>11.4f} {e_ms:>9.4f} {o_ms:>11.4f}")
+              f"{'torch ms':>9} {'ort-cpu ms':>11}   (median of {args.runs}; torch: same "
+              "graph, same GPU, kernels only)")
+        for name, n, k_ms, e_ms, t_ms, o_ms in rows:
+            print(f"{name:<20} {n:>8} {k_ms:>11.4f} {e_ms:>9.4f} {t_ms:>9.4f} {o_ms:>11.4f}")
     print(f"\n{'FAIL' if failures else 'PASS'}: {len(models) - failures} of {len(models)} models")
     return 1 if failures or node_failures else 0
 

@@ -29,6 +29,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(
             f"ONNX node cases on cpu: {passed} of {passed + failed} pass "
             f"({100.0 * passed / (passed + failed):.1f}%)")
+    for key in ("passed", "failed"):  # test_cuda_codegen.py records the cuda-sim figure
+        for report in terminalreporter.stats.get(key, []):
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "cuda_sim_node_cases" and report.when == "call":
+                    ok, total = value
+                    terminalreporter.write_line(f"ONNX node cases on cuda-sim: {ok} of {total} "
+                                                f"pass ({100.0 * ok / total:.1f}%)")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

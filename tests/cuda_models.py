@@ -204,6 +204,17 @@ def node_cases() -> list[tuple[object, dict, list[np.ndarray]]]:
     return selected
 
 
+def all_node_case_names() -> list[str]:
+    """The names of every ONNX node test case (1884 with onnx 1.19), passing on cpu or not."""
+    import warnings
+
+    import onnx.backend.test.case.node as cases_module
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [case.name for case in cases_module.collect_testcases()]
+
+
 def reference(model: onnx.ModelProto, feeds: dict, name: str = "") -> list[np.ndarray]:
     """The expected outputs in model output order: numpy where NUMPY_REFERENCE says so, else
     onnxruntime (CPU provider)."""

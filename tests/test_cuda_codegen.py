@@ -6,6 +6,7 @@ tests/cuda_models.py), and the reference outputs shipped with ONNX's node test c
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -48,8 +49,9 @@ def test_render_kernel_shape_of_source():
     kernel = plan.calls[0].kernel
     source, entries = render_kernel(kernel)
     assert entries == [f"{kernel.name}_s{k}" for k in range(len(kernel.stages))]
-    for entry in entries:
-        assert f'extern "C" __global__ void {entry}(' in source
+    for entry in entries:  # GEMM stages state their block size with __launch_bounds__
+        assert re.search(rf'extern "C" __global__ void (__launch_bounds__\(\d+\) )?{entry}\(',
+                         source)
     assert "const float* __restrict__ p0" in source  # inputs are const and restrict
     assert "#include <cuda_fp16.h>" in source
 
@@ -62,7 +64,7 @@ def test_render_module_dedupes_identical_kernels():
     assert len(mod.launches) == sum(len(c.kernel.stages) for c in plan.calls)
     assert len(distinct) < len(mod.launches)
     assert sorted(distinct) == sorted(mod.entries)
-    assert all(ln.grid >= 1 and ln.block == 256 for ln in mod.launches)
+    assert all(ln.grid >= 1 and 32 <= ln.block <= 256 for ln in mod.launches)
 
 
 # -- nvcc ----------------------------------------------------------------------------------------
@@ -154,7 +156,10 @@ def node_modules():
 
 
 @needs_cxx
-def test_onnx_node_cases_on_cuda_sim(node_modules):
+def test_onnx_node_cases_on_cuda_sim(node_modules, record_property):
+    """Every node case that passes on cpu passes on cuda-sim; the figure over ALL node cases
+    (cpu failures and cases the core cannot plan count as failures) is printed at the end of
+    the run (tests/conftest.py), next to the cpu figure."""
     jobs, modules, source, failures = node_modules
     sim = SimModule(source)  # one compiler call for every case
     for (case, feeds, outputs, plan, _), mod in zip(jobs, modules):
@@ -172,6 +177,12 @@ def test_onnx_node_cases_on_cuda_sim(node_modules):
                 np.testing.assert_allclose(got, want, rtol=rtol, atol=case.atol)
         except Exception as exc:
             failures[case.name] = f"run: {type(exc).__name__}: {str(exc)[:300]}"
+    every = cuda_models.all_node_case_names()
+    ran = {case.name for case, *_ in jobs}
+    passing = len(ran - set(failures))
+    record_property("cuda_sim_node_cases", (passing, len(every)))
+    print(f"ONNX node cases on cuda-sim: {passing} of {len(every)} pass "
+          f"({100.0 * passing / len(every):.1f}%)")
     total = len(jobs) + sum(1 for f in failures.values() if f.startswith("render"))
     assert total > 300, total
     assert not failures, (f"{len(failures)} of {total} node cases fail on cuda-sim:\n"

@@ -1,15 +1,13 @@
 """cuda-sim: run the generated CUDA C on the CPU, to check its meaning where there is no GPU.
 
-The CUDA source is compiled by the host C++ compiler after a small emulation header
-(``SIM_RUNTIME``): ``__global__`` functions become plain functions, ``threadIdx``/``blockIdx``/
-``blockDim``/``gridDim`` thread-local globals, ``__half`` a 16-bit IEEE value converted through
-``_Float16``. sim.py writes one ``extern "C" launch_<entry>(void** params, grid, block)`` per
-``__global__`` function; ``params`` follows cuLaunchKernel's convention (params[k] points at the
-k-th argument's value). Blocks run one after another. A kernel that uses ``__syncthreads`` or
-``__shared__`` runs each block's threads as real ``std::thread``s around a ``std::barrier``, and
-``__shared__`` becomes ``static``, which is exactly one block's shared memory since blocks never
-overlap. Kernels without them run their threads as a plain loop, which is much faster. Warp
-intrinsics (``__shfl_*``) are not emulated yet: no generated kernel uses them.
+The CUDA source is compiled by the host C++ compiler after an emulation header
+(sim_runtime.SIM_RUNTIME: real threads and barriers for blocks, warp shuffles through a
+warp-level barrier, real atomics, WMMA fragments). sim.py writes one
+``extern "C" launch_<entry>(void** params, grid, block)`` per ``__global__`` function;
+``params`` follows cuLaunchKernel's convention (params[k] points at the k-th argument's value).
+Blocks run one after another. A kernel that cooperates across threads (sim_runtime.
+THREADED_MARKERS) runs each block's threads as real ``std::thread``s; the others run their
+threads as a plain loop, which is much faster.
 
 Buffers start filled with 0xFF bytes (NaN for floats) so an element a kernel forgets to write
 shows up in the comparison instead of passing by luck.
@@ -30,61 +28,24 @@ import numpy as np
 from onnxc.ir.errors import CompileError
 
 from .codegen import CudaModule, Launch, render_module
+from .sim_runtime import SIM_RUNTIME, THREADED_MARKERS
 
-SIM_RUNTIME = r"""// cuda-sim: the CUDA execution model emulated on the host (backends/cuda/sim.py).
-#define ONNXC_CUDA_SIM 1
-#include <math.h>
-#include <string.h>
-#include <barrier>
-#include <thread>
-#include <vector>
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __restrict__ __restrict
-#define __shared__ static  // blocks run one at a time: a static is one block's shared memory
-struct dim3 {
-  unsigned x, y, z;
-  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
-};
-static thread_local dim3 threadIdx(0, 0, 0), blockIdx(0, 0, 0), blockDim, gridDim;
-static thread_local std::barrier<>* ox_block_barrier = nullptr;
-inline void __syncthreads() { if (ox_block_barrier) ox_block_barrier->arrive_and_wait(); }
-struct __half { unsigned short bits; };
-inline float __half2float(__half h) { _Float16 f; memcpy(&f, &h.bits, 2); return (float)f; }
-inline __half __float2half(float x) {
-  _Float16 f = (_Float16)x; __half h; memcpy(&h.bits, &f, 2); return h; }
-typedef void (*ox_body)(void**);
-static void ox_launch(unsigned grid, unsigned block, bool threaded, ox_body body, void** params) {
-  const dim3 g(grid), b(block);
-  if (!threaded) {
-    gridDim = g; blockDim = b;
-    for (unsigned bx = 0; bx < grid; ++bx) {
-      blockIdx = dim3(bx, 0, 0);
-      for (unsigned tx = 0; tx < block; ++tx) { threadIdx = dim3(tx, 0, 0); body(params); }
-    }
-    return;
-  }
-  for (unsigned bx = 0; bx < grid; ++bx) {
-    std::barrier<> bar(block);
-    std::vector<std::thread> threads;
-    threads.reserve(block);
-    for (unsigned tx = 0; tx < block; ++tx) {
-      threads.emplace_back([&, tx] {
-        gridDim = g; blockDim = b; blockIdx = dim3(bx, 0, 0); threadIdx = dim3(tx, 0, 0);
-        ox_block_barrier = &bar;
-        body(params);
-        bar.arrive_and_drop();  // an exited thread no longer counts at the barrier
-      });
-    }
-    for (auto& t : threads) t.join();
-  }
-}
-"""
-
-_SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+_SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?'
+                        r'(\w+)\s*\(([^)]*)\)')
 _loaded: dict[str, "SimModule"] = {}  # per process, by source hash: node tests reuse kernels
+
+
+def _host_fma() -> tuple[str, ...]:
+    """``-mfma`` where the host CPU has it: ``fmaf`` (the GEMM kernels' inner step) becomes one
+    instruction instead of a libm call; both round once, so results are the same. Contraction
+    of a plain ``a * b + c`` stays off (nvcc would contract it: the tests' tolerances cover
+    that one rounding)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return ()
+    return ("-mfma",) if " fma " in flags + " " else ()
 
 
 def find_cxx() -> str | None:
@@ -103,7 +64,7 @@ def launchers(source: str) -> tuple[str, list[str]]:
         name, params = m.group(1), m.group(2).strip()
         end = matches[k + 1].start() if k + 1 < len(matches) else len(source)
         body = source[m.end():end]
-        threaded = "__syncthreads" in body or "__shared__" in body
+        threaded = any(marker in body for marker in THREADED_MARKERS)
         args = []
         for n, param in enumerate(p.strip() for p in params.split(",") if p.strip()):
             ctype = re.sub(r"\b__restrict__\b", "", param.rsplit(None, 1)[0]).strip()
@@ -131,7 +92,8 @@ class SimModule:
             src, lib = os.path.join(tmp, "module.cc"), os.path.join(tmp, "module.so")
             with open(src, "w") as f:
                 f.write(text)
-            cmd = [cxx, "-x", "c++", "-std=c++20", *cxx_flags, "-fPIC", "-shared", "-pthread",
+            cmd = [cxx, "-x", "c++", "-std=c++20", *cxx_flags, *_host_fma(), "-ffp-contract=off",
+                   "-fPIC", "-shared", "-pthread",
                    "-fno-fast-math", "-w", "-o", lib, src]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
