@@ -110,12 +110,28 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
         outputs = [_declared_output(vi) for vi in proto.graph.output]
     session = Session(declared, outputs, options, model=proto, executables=executables,
                       num_threads=num_threads, graph=graph, value_inputs=value_inputs)
+    if not static and not value_inputs:
+        _prepare_tiles(session, declared)
     for exe in executables.values():
         if exe.backend != "cuda":  # a GPU is needed only to run: cross-compiling works anywhere
             exe.load()
     options.timings["total"] = time.perf_counter() - start
     log.info("compiled in %.2fs", options.timings["total"])
     return session
+
+
+def _prepare_tiles(session: Session, declared: list[TensorSpec]) -> None:
+    """Compile the batch-tile programs now when the batch is the only symbolic dim (other
+    symbolic dims are known only at the first run)."""
+    from onnxc.runtime.tiling import batch_symbol, rest_key
+
+    symbol, _ = batch_symbol(declared)
+    if symbol is None:
+        return
+    shapes = [s.shape for s in declared]
+    rest = rest_key(declared, shapes, symbol)
+    if all(isinstance(d, int) for shape in rest for d in shape):
+        session.prepare_tiling(rest)
 
 
 def optimize(model: ModelLike, opt_level: int = 2, *,

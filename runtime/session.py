@@ -1,8 +1,10 @@
 """Session: onnxruntime's call shape over compiled executables, one per input-shape set.
 
-A model with symbolic dims (e.g. "batch") compiles once per distinct set of concrete input
-shapes, on the first run that uses it; the specializations are cached and saved with the
-artifact. A fully static model compiles once, at ``onnxc.compile``.
+A model whose inputs share a symbolic leading (batch) dim is compiled once per set of the other
+dims, at a batch tile and at batch 1, and runs any batch by tiles (runtime/tiling.py) when that
+is proven safe. Otherwise a model with symbolic dims compiles once per distinct set of concrete
+input shapes, on the first run that uses it. Either way the specializations are cached and
+saved with the artifact. A fully static model compiles once, at ``onnxc.compile``.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from onnxc.ir.errors import InputError, InputValueNeeded
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.executable import Executable, check_feed
 from onnxc.runtime.plan import TensorSpec
+from onnxc.runtime.tiling import Tiling, batch_symbol, build_tiles, rest_key, run_tiled
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class Session:
                  options: CompileOptions, *, model: onnx.ModelProto | None,
                  executables: dict[tuple, Executable] | None = None,
                  num_threads: int | None = None, graph: Graph | None = None,
-                 value_inputs: Iterable[str] = ()):
+                 value_inputs: Iterable[str] = (),
+                 tilings: dict[tuple, Tiling] | None = None,
+                 untiled: dict[tuple, str] | None = None, batch_tiling: bool = True):
         self._inputs = inputs
         self._outputs = outputs
         self._options = options
@@ -56,6 +61,12 @@ class Session:
         self._lock = threading.Lock()
         self._graph = graph
         self._value_inputs: set[str] = set(value_inputs)  # compiled per run-time value
+        # Batch tiling: the batch symbol (or why there is none), the tile programs per set of
+        # non-batch shapes, and why a set of shapes is not tiled.
+        self._batch, self._no_batch = batch_symbol(inputs) if batch_tiling else \
+            (None, "batch tiling is off for this session")
+        self._tilings: dict[tuple, Tiling] = dict(tilings or {})
+        self._untiled: dict[tuple, str] = dict(untiled or {})
         self.num_threads = int(num_threads or default_threads())
         if self.num_threads < 1:
             raise ValueError("num_threads must be >= 1")
@@ -72,9 +83,50 @@ class Session:
             run_options: Any = None) -> list[np.ndarray]:
         """Run the model; ``output_names=None`` returns every output, in model order."""
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
+        tiling = self._tiling_for(feeds)
+        if tiling is not None:
+            exe_tile = self._executables[tiling.key_tile]
+            outs = run_tiled(tiling, exe_tile, self._executables[tiling.key_one],
+                             [feeds[s.name] for s in exe_tile.inputs], self.num_threads)
+            return self._select(output_names, outs)
         exe = self._executable_for(feeds)
         return self._select(output_names,
                             exe.run([feeds[s.name] for s in exe.inputs], self.num_threads))
+
+    def _tiling_for(self, feeds: dict[str, np.ndarray]) -> Tiling | None:
+        """The tile programs for these feeds' non-batch shapes, compiled on first use; None
+        when the model is not run by tiles (the reason is kept for describe())."""
+        if self._batch is None or self._value_inputs:
+            return None
+        rest = rest_key(self._inputs, [feeds[s.name].shape for s in self._inputs], self._batch)
+        tiling = self._tilings.get(rest)
+        if tiling is not None or rest in self._untiled or self._model is None:
+            return tiling
+        with self._lock:
+            return self.prepare_tiling(rest)
+
+    def prepare_tiling(self, rest: tuple) -> Tiling | None:
+        """Compile (once) the tile and batch-1 programs for ``rest``: the input shapes with
+        -1 for the batch dim. Returns None, recording why, if tiling is not safe."""
+        if rest in self._tilings or rest in self._untiled or self._model is None:
+            return self._tilings.get(rest)
+        from onnxc.ir.errors import OnnxcError
+
+        try:
+            tiling, exes, graph, why = build_tiles(self._model, self._inputs, rest, self._batch,
+                                                   self._options)
+        except OnnxcError as exc:  # e.g. the tile is over the memory limit: compile per shape
+            tiling, exes, graph, why = None, {}, None, f"the tile programs failed: {exc}"
+        if tiling is None:
+            self._untiled[rest] = why
+            return None
+        for key, exe in exes.items():
+            if exe.backend != "cuda":  # a GPU is needed only to run
+                exe.load()
+            self._executables[key] = exe
+        self._graph = graph
+        self._tilings[rest] = tiling
+        return tiling
 
     def _select(self, output_names: Sequence[str] | None,
                 outs: list[np.ndarray]) -> list[np.ndarray]:
@@ -188,7 +240,19 @@ class Session:
             "peak_working_memory_bytes": latest["arena_bytes"],
             "weight_bytes": latest["weight_bytes"],
             "specializations": specs,
+            "batch_tiling": self._tiling_summary(),
             "timings": {k: v for k, v in self._options.timings.items()},
+        }
+
+    def _tiling_summary(self) -> dict:
+        """What is tiled over the batch, with which programs, and why not where it is not."""
+        return {
+            "batch_dim": self._batch,
+            "why_not": self._no_batch or None,
+            "tiled": [{"shapes": [list(s) for s in rest], **t.to_json()}
+                      for rest, t in self._tilings.items()],
+            "not_tiled": [{"shapes": [list(s) for s in rest], "why": why}
+                          for rest, why in self._untiled.items()],
         }
 
     def ir_text(self) -> str:
@@ -207,6 +271,14 @@ class Session:
     @property
     def executables(self) -> dict[tuple, Executable]:
         return dict(self._executables)
+
+    @property
+    def tilings(self) -> dict[tuple, Tiling]:
+        return dict(self._tilings)
+
+    @property
+    def untiled(self) -> dict[tuple, str]:
+        return dict(self._untiled)
 
     @property
     def value_inputs(self) -> set[str]:

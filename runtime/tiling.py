@@ -1,0 +1,137 @@
+"""Batch tiling: one compile serves every batch size of a dynamic-batch model.
+
+When inputs share a symbolic leading dim (the batch), the model is compiled at a batch tile T
+and at batch 1 (both in one compile, both kept in the artifact). If the program at T is proven
+batch-separable (runtime/batch_proof.py) and no output uses the batch size as a value
+(frontend/batch_values.py), a run at batch B executes the T program over B // T contiguous
+slices of the feeds and outputs, and the batch-1 program over the remainder: zero-copy (the
+tiles are pointer offsets into the caller's arrays; each thread's arena is reused across
+tiles). Otherwise the session falls back to compiling per input shape, and says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from onnxc.runtime.plan import TensorSpec
+
+TILE = 16
+
+
+@dataclass
+class Tiling:
+    """How one set of non-batch shapes runs by tiles."""
+
+    tile: int
+    batched_inputs: list[int]  # input positions whose dim 0 is the batch
+    out_rows: list[int]  # per output: its dim 0 is batch x rows
+    key_tile: tuple  # the session's executable keys of the tile and batch-1 programs
+    key_one: tuple
+
+    def to_json(self) -> dict:
+        return {"tile": self.tile, "batched_inputs": self.batched_inputs,
+                "out_rows": self.out_rows, "key_tile": self.key_tile, "key_one": self.key_one}
+
+
+def batch_symbol(inputs: Sequence[TensorSpec]) -> tuple[str | None, str]:
+    """(the batch symbol, "") or (None, why the inputs have none to tile over)."""
+    leading = {s.shape[0] for s in inputs if s.shape and isinstance(s.shape[0], str)}
+    if not leading:
+        return None, "no input has a symbolic leading (batch) dim"
+    if len(leading) > 1:
+        return None, (f"the inputs' leading dims are different symbols {sorted(leading)}; "
+                      f"batch tiling needs one batch dim shared by the inputs")
+    symbol = next(iter(leading))
+    for s in inputs:
+        if symbol in s.shape[1:]:
+            return None, (f"input {s.name!r} has the batch dim {symbol!r} off its leading "
+                          f"axis (shape {list(s.shape)})")
+    return symbol, ""
+
+
+def rest_key(inputs: Sequence[TensorSpec], shapes: Sequence[tuple], symbol: str) -> tuple:
+    """The feed shapes with the batch dim blanked (-1): what tile programs specialize on."""
+    return tuple(tuple(-1 if k == 0 and s.shape and s.shape[0] == symbol else d
+                       for k, d in enumerate(shape)) for s, shape in zip(inputs, shapes))
+
+
+def at_batch(rest: tuple, batch: int) -> tuple:
+    return tuple(tuple(batch if d == -1 else d for d in shape) for shape in rest)
+
+
+def check_outputs(exe_tile, exe_one, tile: int) -> tuple[list[int] | None, str]:
+    """Per output, its rows per sample, when the two programs' outputs scale with the batch
+    (dim 0 = batch x rows, the same other dims); else why not."""
+    rows = []
+    for a, b in zip(exe_tile.outputs, exe_one.outputs):
+        sa, sb = tuple(a.shape), tuple(b.shape)
+        if not sa or not sb or sa[1:] != sb[1:] or sa[0] != tile * sb[0] or a.dtype != b.dtype:
+            return None, (f"output {a.name!r} is {list(sa)} at batch {tile} but {list(sb)} at "
+                          f"batch 1: it does not scale with the batch")
+        rows.append(int(sb[0]))
+    if [s.name for s in exe_tile.inputs] != [s.name for s in exe_one.inputs]:
+        return None, "the batch-1 and tile programs take different inputs"
+    return rows, ""
+
+
+def build_tiles(proto, inputs: Sequence[TensorSpec], rest: tuple, symbol: str, options,
+                tile: int = TILE):
+    """(Tiling, {key: Executable}, graph, "") or (None, {}, None, why not)."""
+    from onnxc.frontend.batch_values import batch_value_use
+    from onnxc.ir.errors import InputValueNeeded
+    from onnxc.runtime.batch_proof import prove_batch_separable
+    from onnxc.runtime.build import compile_graph, optimize_graph
+    from onnxc.runtime.plan import make_plan
+
+    others = {d for s in inputs for d in s.shape[1:] if isinstance(d, str)}
+    why = batch_value_use(proto, others)
+    if why:
+        return None, {}, None, why
+    batched = [k for k, s in enumerate(inputs) if s.shape and s.shape[0] == symbol]
+    exes, graph = {}, None
+    for batch in (tile, 1):
+        key = at_batch(rest, batch)
+        shapes = {s.name: shape for s, shape in zip(inputs, key)}
+        try:
+            g = optimize_graph(proto, shapes, options)
+        except InputValueNeeded as need:
+            return None, {}, None, (f"input {need.input_name!r} is needed as a value at "
+                                    f"compile time")
+        if batch == tile:
+            graph = g
+            plan = make_plan(g)
+            names = [s.name for s in plan.inputs]
+            positions = [names.index(inputs[k].name) for k in batched if inputs[k].name in names]
+            why = prove_batch_separable(plan, positions, tile)
+            if why:
+                return None, {}, None, f"not batch-separable: {why}"
+        exes[key] = compile_graph(g, options)
+    exe_tile, exe_one = exes[at_batch(rest, tile)], exes[at_batch(rest, 1)]
+    rows, why = check_outputs(exe_tile, exe_one, tile)
+    if rows is None:
+        return None, {}, None, why
+    names = [s.name for s in exe_tile.inputs]
+    positions = sorted(names.index(inputs[k].name) for k in batched
+                       if inputs[k].name in names)
+    return Tiling(tile, positions, rows, at_batch(rest, tile), at_batch(rest, 1)), exes, \
+        graph, ""
+
+
+def run_tiled(tiling: Tiling, exe_tile, exe_one, feeds: list[np.ndarray], num_threads: int
+              ) -> list[np.ndarray]:
+    """Run a batch as tiles; ``feeds`` are validated, contiguous and in the programs' input
+    order. Returns fresh output arrays of the whole batch."""
+    batch = int(feeds[tiling.batched_inputs[0]].shape[0]) if tiling.batched_inputs else 0
+    outs = [np.empty((batch * rows,) + tuple(o.shape[1:]), dtype=o.dtype)
+            for o, rows in zip(exe_tile.outputs, tiling.out_rows)]
+    batched = set(tiling.batched_inputs)
+    start, tile = 0, tiling.tile
+    while start < batch:
+        exe, n = (exe_tile, tile) if batch - start >= tile else (exe_one, 1)
+        part = [f[start:start + n] if k in batched else f for k, f in enumerate(feeds)]
+        into = [o[start * rows:(start + n) * rows] for o, rows in zip(outs, tiling.out_rows)]
+        exe.run_into(part, into, num_threads)
+        start += n
+    return outs
