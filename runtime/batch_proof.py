@@ -92,61 +92,67 @@ def _range(ix: Ix, ranges: dict[Var, tuple[int, int]]) -> tuple[int, int]:
     raise _NotAffine(f"cannot bound {ix!r}")
 
 
-def _vars_of(ix: Ix) -> set[Var]:
-    return ix.vars()
+def _check_stage(stage, shapes: dict[str, tuple], states: dict[str, tuple], tile: int,
+                 reduce_ranges: dict[Var, tuple[int, int]]) -> tuple[tuple | None, str]:
+    """((state, batch axis, shape) of the stage's output, "") or (None, why it is refused).
 
-
-def _check_stage(stage, shapes: dict[str, tuple], states: dict[str, str], tile: int,
-                 reduce_ranges: dict[Var, tuple[int, int]]) -> tuple[str | None, str]:
-    """(state of the stage's output, reason when it is None = refused)."""
+    The batch may sit on any axis of a buffer inside the program (a strided convolution's
+    phase split puts it third); graph inputs and outputs have it on axis 0."""
     loads = [e for e in walk(stage.body) if isinstance(e, Load)]
-    values = [e for e in walk(stage.body) if isinstance(e, IndexValue)]
-    reads_batched = any(states.get(ld.tensor) == BATCHED for ld in loads)
-    if not stage.shape or stage.shape[0] % tile:
-        if reads_batched:
-            return None, (f"writes {stage.out!r} of shape {list(stage.shape)}, whose dim 0 is "
-                          f"not a multiple of the batch tile {tile}, from batched data")
-        return UNBATCHED, ""
-    v0 = stage.vars[0]
-    rows_out = stage.shape[0] // tile
+    reads_batched = any(states.get(ld.tensor, (UNBATCHED,))[0] == BATCHED for ld in loads)
+    first = ""
+    for axis, n in enumerate(stage.shape):
+        if n == 0 or n % tile:
+            continue
+        problem = _try_axis(stage, axis, loads, shapes, states, tile, reduce_ranges)
+        if not problem:
+            return ((BATCHED if reads_batched else INVARIANT), axis, tuple(stage.shape)), ""
+        first = first or problem
+    if not reads_batched:
+        return (UNBATCHED, None, tuple(stage.shape)), ""
+    return None, first or (f"writes {stage.out!r} of shape {list(stage.shape)}, with no dim "
+                           f"a multiple of the batch tile {tile}, from batched data")
+
+
+def _try_axis(stage, axis: int, loads, shapes, states, tile: int, reduce_ranges) -> str:
+    """Why the stage's output is not batched along ``axis`` ("" when it is)."""
+    va = stage.vars[axis]
+    rows_out = stage.shape[axis] // tile
     r = Var("r")
     ranges = {v: (0, n - 1) for v, n in zip(stage.vars, stage.shape)}
     ranges.update(reduce_ranges)
     ranges[r] = (0, rows_out - 1)
-    problem = ""
-    for iv in values:
-        if v0 in iv.index.vars():
-            problem = "uses the batch index as a value"
+    for e in walk(stage.body):
+        if isinstance(e, IndexValue) and va in e.index.vars():
+            return "uses the batch index as a value"
     for ld in loads:
-        if problem:
-            break
-        state = states.get(ld.tensor, UNBATCHED)
-        uses_v0 = any(v0 in _vars_of(i) for i in ld.index)
-        rest_use = any(v0 in _vars_of(i) for i in ld.index[1:])
-        if state == UNBATCHED or (state == INVARIANT and not uses_v0):
-            if uses_v0:
-                problem = f"reads the unbatched tensor {ld.tensor!r} at the batch index"
+        state, batch_axis, written = states.get(ld.tensor, (UNBATCHED, None, None))
+        uses = [va in i.vars() for i in ld.index]
+        if state == UNBATCHED or (state == INVARIANT and not any(uses)):
+            if any(uses):
+                return f"reads the unbatched tensor {ld.tensor!r} at the batch index"
             continue
-        shape = shapes.get(ld.tensor, ())
-        if rest_use or not ld.index or not shape or shape[0] % tile:
-            problem = (f"reads the batched tensor {ld.tensor!r} (shape {list(shape)}) other "
-                       f"than through its dim 0")
-            continue
-        rows_in = shape[0] // tile
+        shape = tuple(shapes.get(ld.tensor, ()))
+        if shape == written:
+            at = batch_axis
+        elif batch_axis == 0:
+            at = 0  # a view: sample b owns one contiguous block whatever the view's shape
+        else:
+            return f"reads the batched tensor {ld.tensor!r} through a view of shape {list(shape)}"
+        if at >= len(ld.index) or not shape or shape[at] % tile or \
+                any(u for k, u in enumerate(uses) if k != at):
+            return (f"reads the batched tensor {ld.tensor!r} (shape {list(shape)}, batch on "
+                    f"axis {at}) other than through its batch axis")
+        rows_in = shape[at] // tile
         try:
-            c, rest = _split(ld.index[0], v0, rows_out, r)
+            c, rest = _split(ld.index[at], va, rows_out, r)
             lo, hi = _range(rest, ranges)
         except _NotAffine as exc:
-            problem = f"reads the batched tensor {ld.tensor!r} at dim 0 through {exc}"
-            continue
+            return f"reads the batched tensor {ld.tensor!r} at its batch axis through {exc}"
         if c != rows_in or lo < 0 or hi >= rows_in:
-            problem = (f"reads the batched tensor {ld.tensor!r} at dim 0 index "
-                       f"{ld.index[0]!r}, not only within its own sample")
-    if problem:
-        if reads_batched:
-            return None, problem
-        return UNBATCHED, ""
-    return (BATCHED if reads_batched else INVARIANT), ""
+            return (f"reads the batched tensor {ld.tensor!r} at batch-axis index "
+                    f"{ld.index[at]!r}, not only within its own sample")
+    return ""
 
 
 def _reduce_ranges(stage) -> dict[Var, tuple[int, int]]:
@@ -169,41 +175,43 @@ def _invariant(array: np.ndarray, tile: int) -> bool:
 
 def prove_batch_separable(plan, batched_inputs: Iterable[int], tile: int) -> str | None:
     """None when the plan (compiled at batch ``tile``) is batch-separable and every output is
-    batched; else the first reason it is not, naming the kernel's ONNX nodes."""
+    batched on axis 0; else the first reason it is not, naming the kernel's ONNX nodes."""
     batched_inputs = set(batched_inputs)
-    states: dict[str, str] = {}  # graph tensor (views resolved) -> state
-    const_state = {k: (INVARIANT if _invariant(np.asarray(c), tile) else UNBATCHED)
-                   for k, c in enumerate(plan.constants)}
-    out_states: dict[int, str] = {}
+    unbatched = (UNBATCHED, None, None)
+    states: dict[str, tuple] = {}  # graph tensor (views resolved) -> (state, axis, shape)
+    const_state = {k: ((INVARIANT, 0, tuple(np.shape(c))) if _invariant(np.asarray(c), tile)
+                       else unbatched) for k, c in enumerate(plan.constants)}
+    out_states: dict[int, tuple] = {}
     for call in plan.calls:
         kernel = call.kernel
-        local: dict[str, str] = {}  # param name -> state, inside this kernel
-        key: dict[str, str] = {}  # param name -> graph tensor key
+        local: dict[str, tuple] = {}  # param name -> state, inside this kernel
+        key: dict[str, str] = {}  # param name -> graph tensor
         shapes = {p.name: tuple(p.shape) for p in kernel.params}
         for p, slot, tensor in zip(kernel.params, call.slots, call.tensors):
             if p.role == "temp":
                 continue
             key[p.name] = tensor
             if slot.region == "input":
-                local[p.name] = BATCHED if slot.index in batched_inputs else UNBATCHED
+                local[p.name] = (BATCHED, 0, plan.inputs[slot.index].shape) \
+                    if slot.index in batched_inputs else unbatched
             elif slot.region == "const":
                 local[p.name] = const_state[slot.index]
             elif p.role == "in":
-                local[p.name] = states.get(tensor, UNBATCHED)
-        written: dict[str, str] = {}
+                local[p.name] = states.get(tensor, unbatched)
+        nodes = ", ".join(f"{n!r} ({op})" for n, op in kernel.origin) or kernel.name
+        written: dict[str, tuple] = {}
         for st in kernel.stages:
             state, why = _check_stage(st, shapes, local, tile, _reduce_ranges(st))
             if state is None:
-                nodes = ", ".join(f"{n!r} ({op})" for n, op in kernel.origin) or kernel.name
                 return f"kernel {kernel.name} (nodes {nodes}) {why}"
             prev = written.get(st.out)
             if prev is not None and prev != state:
-                if {prev, state} == {BATCHED, INVARIANT}:
-                    state = BATCHED
+                if prev[0] in (BATCHED, INVARIANT) and state[0] in (BATCHED, INVARIANT) and \
+                        prev[1:] == state[1:]:
+                    state = (BATCHED,) + state[1:]
                 else:
-                    nodes = ", ".join(f"{n!r} ({op})" for n, op in kernel.origin)
                     return (f"kernel {kernel.name} (nodes {nodes}) writes {st.out!r} from "
-                            f"batched and unbatched stages")
+                            f"stages that disagree on its batch layout")
             written[st.out] = local[st.out] = state
         for p, slot in zip(kernel.params, call.slots):
             if p.role == "out" and p.name in written:
@@ -212,8 +220,10 @@ def prove_batch_separable(plan, batched_inputs: Iterable[int], tile: int) -> str
                     out_states[slot.index] = written[p.name]
     for k, spec in enumerate(plan.outputs):
         state = out_states.get(k)
-        if state != BATCHED:
+        if state is None or state[0] != BATCHED or state[1] != 0:
             why = "is not computed by a kernel" if state is None else \
-                f"is {state} (it does not depend on the batched inputs)"
+                f"is {state[0]}" + ("" if state[0] != BATCHED else
+                                   f" on axis {state[1]}, not 0") + \
+                ("" if state[0] == BATCHED else " (it does not depend on the batched inputs)")
             return f"output {spec.name!r} {why}"
     return None
