@@ -31,7 +31,8 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             example_inputs: Any = None, memory_limit_bytes: int | None = None,
             devices: Sequence | None = None, placement: dict[str, str] | None = None,
             executor: str = "local", micro_batches: int = 1, parallel: str = "model",
-            executor_options: dict | None = None, objective: str | None = None) -> Session:
+            executor_options: dict | None = None, objective: str | None = None,
+            batch_tile: int | None = None) -> Session:
     """Compile a model into a Session.
 
     ``model`` is an ONNX model (path, bytes or ModelProto), or a ``torch.nn.Module`` together
@@ -44,6 +45,11 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     ``micro_batches`` pipelines a batch through the partitions, ``objective`` is "time" (one
     run) or "throughput" (pipelines), ``parallel="data"`` runs one replica per device
     instead. ``target`` is then each device's own.
+
+    ``batch_tile``: a model whose inputs share a symbolic leading (batch) dim compiles once, at
+    a batch tile and at batch 1, and runs any batch by tiles where that is proven safe (README,
+    "Shapes"). None picks the tile (8 to 64) from the model's working set; 0 compiles per
+    batch size instead.
 
     ``memory_limit_bytes`` caps what one specialization may allocate (working memory, outputs,
     weights, folded constants); the default is $ONNXC_MEMORY_LIMIT, else the machine's
@@ -76,13 +82,13 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     model = _from_framework(model, example_inputs)
     with _naming_the_file(model):
         return _compile(model, target, opt_level, num_threads, input_shapes, disable_passes,
-                        print_after, start, memory_limit_bytes)
+                        print_after, start, memory_limit_bytes, batch_tile)
 
 
 def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | None,
              input_shapes: dict[str, Sequence[int]] | None, disable_passes: Sequence[str],
              print_after: Sequence[str], start: float,
-             memory_limit_bytes: int | None = None) -> Session:
+             memory_limit_bytes: int | None = None, batch_tile: int | None = None) -> Session:
     from onnxc.frontend.importer import check_ops
     from onnxc.ir.errors import InputValueNeeded
 
@@ -90,7 +96,12 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
                              print_after=tuple(print_after),
-                             memory_limit_bytes=memory_limit_bytes)
+                             memory_limit_bytes=memory_limit_bytes, batch_tile=batch_tile)
+    if batch_tile is not None and (not isinstance(batch_tile, int) or
+                                   isinstance(batch_tile, bool) or batch_tile == 1 or
+                                   batch_tile < 0):
+        raise OnnxcError(f"batch_tile must be None (automatic), 0 (no batch tiling) or an "
+                         f"int >= 2, got {batch_tile!r}")
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
     declared = declared_inputs(proto, input_shapes)

@@ -73,7 +73,8 @@ def save_artifact(path: str | os.PathLike, session) -> None:
         "options": {"target": opts.target, "opt_level": opts.opt_level,
                     "disabled_passes": list(opts.disabled_passes),
                     "use_openmp": opts.use_openmp,
-                    "memory_limit_bytes": opts.memory_limit_bytes},
+                    "memory_limit_bytes": opts.memory_limit_bytes,
+                    "batch_tile": opts.batch_tile},
         "executables": exes,
         "value_inputs": sorted(session.value_inputs),
         # Batch tiling (runtime/tiling.py): per set of non-batch shapes, the tile and batch-1
@@ -147,7 +148,8 @@ def _load(path: str | os.PathLike, num_threads: int | None):
             options = CompileOptions(target=opts["target"], opt_level=opts["opt_level"],
                                      disabled_passes=tuple(opts["disabled_passes"]),
                                      use_openmp=opts["use_openmp"],
-                                     memory_limit_bytes=opts.get("memory_limit_bytes"))
+                                     memory_limit_bytes=opts.get("memory_limit_bytes"),
+                                     batch_tile=_batch_tile(opts.get("batch_tile")))
             executables = {}
             limit = memory_limit(options.memory_limit_bytes)
             for k, e in enumerate(manifest["executables"]):
@@ -193,6 +195,13 @@ def _load(path: str | os.PathLike, num_threads: int | None):
                    tilings=tilings, untiled=untiled)
 
 
+def _batch_tile(value):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and
+                         value >= 0 and value != 1):
+        return value
+    raise ArtifactError(f"artifact manifest has a malformed batch_tile {value!r}")
+
+
 def _tilings(entries, executables: dict, n_inputs: int) -> dict:
     """The manifest's batch tilings, validated: their programs are in the artifact and their
     batched inputs and outputs are positions the programs have."""
@@ -202,7 +211,8 @@ def _tilings(entries, executables: dict, n_inputs: int) -> dict:
     for rest, t in entries:
         tiling = Tiling(int(t["tile"]), [int(k) for k in t["batched_inputs"]],
                         [int(r) for r in t["out_rows"]], _tuplify(t["key_tile"]),
-                        _tuplify(t["key_one"]))
+                        _tuplify(t["key_one"]), float(t.get("cost_tile", 0.0)),
+                        float(t.get("cost_one", 0.0)))
         exe_tile, exe_one = (executables.get(tiling.key_tile), executables.get(tiling.key_one))
         if exe_tile is None or exe_one is None or tiling.tile < 1 or \
                 not all(0 <= k < len(exe_tile.inputs) for k in tiling.batched_inputs) or \

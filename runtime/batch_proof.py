@@ -67,6 +67,16 @@ def _split(ix: Ix, v0: Var, rows_out: int, r: Var) -> tuple[int, Ix]:
     raise _NotAffine(f"the batch variable inside {ix.kind}")
 
 
+def _direct_vars(ix: Ix) -> set[Var]:
+    """The variables an index uses other than through a data-dependent index (those loads are
+    checked as loads of their own tensors)."""
+    if isinstance(ix, Var):
+        return {ix}
+    if ix.kind in ("const", "load"):
+        return set()
+    return _direct_vars(ix.a) | _direct_vars(ix.b)
+
+
 def _range(ix: Ix, ranges: dict[Var, tuple[int, int]]) -> tuple[int, int]:
     """Inclusive bounds of an index expression over the variables' ranges (interval
     arithmetic: sound, not always tight)."""
@@ -127,7 +137,7 @@ def _try_axis(stage, axis: int, loads, shapes, states, tile: int, reduce_ranges)
             return "uses the batch index as a value"
     for ld in loads:
         state, batch_axis, written = states.get(ld.tensor, (UNBATCHED, None, None))
-        uses = [va in i.vars() for i in ld.index]
+        uses = [va in _direct_vars(i) for i in ld.index]
         if state == UNBATCHED or (state == INVARIANT and not any(uses)):
             if any(uses):
                 return f"reads the unbatched tensor {ld.tensor!r} at the batch index"

@@ -27,6 +27,10 @@ class CompileOptions:
     timings: dict = field(default_factory=dict)
     # None: $ONNXC_MEMORY_LIMIT, else physical memory (onnxc.ir.limits)
     memory_limit_bytes: int | None = None
+    # Rows of the batch tile a dynamic-batch model compiles at (runtime/tiling.py): None
+    # chooses it from the batch-1 program's working set, 0 turns batch tiling off (one
+    # compile per batch size).
+    batch_tile: int | None = None
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,

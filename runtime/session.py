@@ -21,7 +21,8 @@ from onnxc.ir.errors import InputError, InputValueNeeded
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.executable import Executable, check_feed
 from onnxc.runtime.plan import TensorSpec
-from onnxc.runtime.tiling import Tiling, batch_symbol, build_tiles, rest_key, run_tiled
+from onnxc.runtime.tiling import (Tiling, batch_symbol, build_tiles, measure_costs, rest_key,
+                                  run_tiled)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class Session:
         self._value_inputs: set[str] = set(value_inputs)  # compiled per run-time value
         # Batch tiling: the batch symbol (or why there is none), the tile programs per set of
         # non-batch shapes, and why a set of shapes is not tiled.
-        self._batch, self._no_batch = batch_symbol(inputs) if batch_tiling else \
+        self._batch, self._no_batch = batch_symbol(inputs) \
+            if batch_tiling and options.batch_tile != 0 else \
             (None, "batch tiling is off for this session")
         self._tilings: dict[tuple, Tiling] = dict(tilings or {})
         self._untiled: dict[tuple, str] = dict(untiled or {})
@@ -114,17 +116,16 @@ class Session:
 
         try:
             tiling, exes, graph, why = build_tiles(self._model, self._inputs, rest, self._batch,
-                                                   self._options)
+                                                   self._options, self._options.batch_tile)
         except OnnxcError as exc:  # e.g. the tile is over the memory limit: compile per shape
             tiling, exes, graph, why = None, {}, None, f"the tile programs failed: {exc}"
         if tiling is None:
             self._untiled[rest] = why
+            self._keep(exes)  # the batch-1 program is the batch-1 specialization
             return None
-        for key, exe in exes.items():
-            if exe.backend != "cuda":  # a GPU is needed only to run
-                exe.load()
-            self._executables[key] = exe
+        self._keep(exes)
         self._graph = graph
+        measure_costs(tiling, exes[tiling.key_tile], exes[tiling.key_one], self.num_threads)
         self._tilings[rest] = tiling
         return tiling
 
@@ -243,6 +244,12 @@ class Session:
             "batch_tiling": self._tiling_summary(),
             "timings": {k: v for k, v in self._options.timings.items()},
         }
+
+    def _keep(self, exes: dict[tuple, Executable]) -> None:
+        for key, exe in exes.items():
+            if exe.backend != "cuda":  # a GPU is needed only to run
+                exe.load()
+            self._executables[key] = exe
 
     def _tiling_summary(self) -> dict:
         """What is tiled over the batch, with which programs, and why not where it is not."""

@@ -1,7 +1,7 @@
 """Batch tiling: one compile serves every batch size of a dynamic-batch model.
 
 When inputs share a symbolic leading dim (the batch), the model is compiled at a batch tile T
-and at batch 1 (both in one compile, both kept in the artifact). If the program at T is proven
+(``batch_tile``, or chosen from the batch-1 program's working set: ``auto_tile``) and at batch 1 (both in one compile, both kept in the artifact). If the program at T is proven
 batch-separable (runtime/batch_proof.py) and no output uses the batch size as a value
 (frontend/batch_values.py), a run at batch B executes the T program over B // T contiguous
 slices of the feeds and outputs, and the batch-1 program over the remainder: zero-copy (the
@@ -17,7 +17,8 @@ import numpy as np
 
 from onnxc.runtime.plan import TensorSpec
 
-TILE = 16
+MIN_TILE, MAX_TILE = 8, 64  # the automatic tile's range (powers of two)
+TILE_BYTES = 16 << 20  # the automatic tile's working-set budget
 
 
 @dataclass
@@ -29,10 +30,19 @@ class Tiling:
     out_rows: list[int]  # per output: its dim 0 is batch x rows
     key_tile: tuple  # the session's executable keys of the tile and batch-1 programs
     key_one: tuple
+    # Seconds per run of each program, measured once after compiling (0: unknown). They pick
+    # how a remainder of r < tile samples runs: r batch-1 runs, or one tile padded with zeros.
+    cost_tile: float = 0.0
+    cost_one: float = 0.0
 
     def to_json(self) -> dict:
         return {"tile": self.tile, "batched_inputs": self.batched_inputs,
-                "out_rows": self.out_rows, "key_tile": self.key_tile, "key_one": self.key_one}
+                "out_rows": self.out_rows, "key_tile": self.key_tile, "key_one": self.key_one,
+                "cost_tile": self.cost_tile, "cost_one": self.cost_one}
+
+    def pads(self, remainder: int) -> bool:
+        """Whether a remainder runs as one zero-padded tile (cheaper than its batch-1 runs)."""
+        return 0 < self.cost_tile < remainder * self.cost_one
 
 
 def batch_symbol(inputs: Sequence[TensorSpec]) -> tuple[str | None, str]:
@@ -76,9 +86,27 @@ def check_outputs(exe_tile, exe_one, tile: int) -> tuple[list[int] | None, str]:
     return rows, ""
 
 
+def auto_tile(exe_one) -> int:
+    """The tile for a model whose batch-1 program is ``exe_one``: the largest power of two in
+    [MIN_TILE, MAX_TILE] whose working set (arena, feeds and outputs, per sample times the
+    tile) fits TILE_BYTES. Big tiles amortise the weights' trip through the caches (an MLP
+    at 64 rows runs near a batch-64 specialization's speed); the cap keeps a large CNN's
+    arena near what a run of a few images needs."""
+    per_sample = exe_one.arena_bytes + sum(
+        int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
+        for s in list(exe_one.inputs) + list(exe_one.outputs))
+    tile = MAX_TILE
+    while tile > MIN_TILE and tile * per_sample > TILE_BYTES:
+        tile //= 2
+    return tile
+
+
 def build_tiles(proto, inputs: Sequence[TensorSpec], rest: tuple, symbol: str, options,
-                tile: int = TILE):
-    """(Tiling, {key: Executable}, graph, "") or (None, {}, None, why not)."""
+                tile: int | None = None):
+    """(Tiling, {key: Executable}, graph, "") or (None, {key: Executable}, None, why not).
+
+    The batch-1 program is compiled first (its working set sizes an automatic tile); when
+    tiling is refused it is still returned: it is the batch-1 specialization."""
     from onnxc.frontend.batch_values import batch_value_use
     from onnxc.ir.errors import InputValueNeeded
     from onnxc.runtime.batch_proof import prove_batch_separable
@@ -90,33 +118,53 @@ def build_tiles(proto, inputs: Sequence[TensorSpec], rest: tuple, symbol: str, o
     if why:
         return None, {}, None, why
     batched = [k for k, s in enumerate(inputs) if s.shape and s.shape[0] == symbol]
-    exes, graph = {}, None
-    for batch in (tile, 1):
-        key = at_batch(rest, batch)
-        shapes = {s.name: shape for s, shape in zip(inputs, key)}
-        try:
-            g = optimize_graph(proto, shapes, options)
-        except InputValueNeeded as need:
-            return None, {}, None, (f"input {need.input_name!r} is needed as a value at "
-                                    f"compile time")
-        if batch == tile:
-            graph = g
-            plan = make_plan(g)
-            names = [s.name for s in plan.inputs]
-            positions = [names.index(inputs[k].name) for k in batched if inputs[k].name in names]
-            why = prove_batch_separable(plan, positions, tile)
-            if why:
-                return None, {}, None, f"not batch-separable: {why}"
-        exes[key] = compile_graph(g, options)
-    exe_tile, exe_one = exes[at_batch(rest, tile)], exes[at_batch(rest, 1)]
+    exes: dict = {}
+
+    def optimized(batch: int):
+        shapes = {s.name: shape for s, shape in zip(inputs, at_batch(rest, batch))}
+        return optimize_graph(proto, shapes, options)
+
+    try:
+        exe_one = exes[at_batch(rest, 1)] = compile_graph(optimized(1), options)
+        tile = tile or auto_tile(exe_one)
+        graph = optimized(tile)
+    except InputValueNeeded as need:
+        return None, {}, None, f"input {need.input_name!r} is needed as a value at compile time"
+    plan = make_plan(graph)
+    names = [s.name for s in plan.inputs]
+    positions = [names.index(inputs[k].name) for k in batched if inputs[k].name in names]
+    why = prove_batch_separable(plan, positions, tile)
+    if why:
+        return None, exes, None, f"not batch-separable at batch tile {tile}: {why}"
+    exe_tile = exes[at_batch(rest, tile)] = compile_graph(graph, options)
     rows, why = check_outputs(exe_tile, exe_one, tile)
     if rows is None:
-        return None, {}, None, why
+        return None, exes, None, why
     names = [s.name for s in exe_tile.inputs]
     positions = sorted(names.index(inputs[k].name) for k in batched
                        if inputs[k].name in names)
     return Tiling(tile, positions, rows, at_batch(rest, tile), at_batch(rest, 1)), exes, \
         graph, ""
+
+
+def measure_costs(tiling: Tiling, exe_tile, exe_one, num_threads: int, runs: int = 5) -> None:
+    """Time each program on zero feeds (the fastest of ``runs``): what ``Tiling.pads`` needs.
+    Zeros are valid for every input (a zero Gather index is in range)."""
+    import time
+
+    if exe_tile.backend == "cuda":
+        return  # compiled where there may be no GPU; remainders run as batch-1 programs
+    costs = []
+    for exe in (exe_tile, exe_one):
+        feeds = [np.zeros(s.shape, dtype=s.dtype) for s in exe.inputs]
+        exe.run(feeds, num_threads)  # warm: the arena and the caches
+        best = float("inf")
+        for _ in range(runs):
+            start = time.perf_counter()
+            exe.run(feeds, num_threads)
+            best = min(best, time.perf_counter() - start)
+        costs.append(best)
+    tiling.cost_tile, tiling.cost_one = costs
 
 
 def run_tiled(tiling: Tiling, exe_tile, exe_one, feeds: list[np.ndarray], num_threads: int
@@ -128,6 +176,10 @@ def run_tiled(tiling: Tiling, exe_tile, exe_one, feeds: list[np.ndarray], num_th
             for o, rows in zip(exe_tile.outputs, tiling.out_rows)]
     batched = set(tiling.batched_inputs)
     start, tile = 0, tiling.tile
+    left = batch % tile
+    if left and tiling.pads(left):
+        _run_padded(tiling, exe_tile, feeds, outs, batch - left, num_threads)
+        batch -= left
     while start < batch:
         exe, n = (exe_tile, tile) if batch - start >= tile else (exe_one, 1)
         part = [f[start:start + n] if k in batched else f for k, f in enumerate(feeds)]
@@ -135,3 +187,20 @@ def run_tiled(tiling: Tiling, exe_tile, exe_one, feeds: list[np.ndarray], num_th
         exe.run_into(part, into, num_threads)
         start += n
     return outs
+
+
+def _run_padded(tiling: Tiling, exe_tile, feeds, outs, start: int, num_threads: int) -> None:
+    """The samples from ``start`` on (fewer than a tile) as one tile padded with zeros; the
+    padding's results are dropped (the proof says no sample reads another)."""
+    batched = set(tiling.batched_inputs)
+    part = []
+    for k, f in enumerate(feeds):
+        if k in batched:
+            padded = np.zeros((tiling.tile,) + f.shape[1:], dtype=f.dtype)
+            padded[:f.shape[0] - start] = f[start:]
+            f = padded
+        part.append(f)
+    scratch = [np.empty(o.shape, dtype=o.dtype) for o in exe_tile.outputs]
+    exe_tile.run_into(part, scratch, num_threads)
+    for out, got, rows in zip(outs, scratch, tiling.out_rows):
+        out[start * rows:] = got[:out.shape[0] - start * rows]

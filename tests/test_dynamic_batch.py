@@ -241,3 +241,46 @@ def test_shape_preserving_cross_sample_reads_fall_back():
     cumsum = _model([helper.make_node("CumSum", ["x", "axis"], ["y"])], *_io(["batch", 6]),
                     [numpy_helper.from_array(np.array(0, np.int64), "axis")])
     _refused(cumsum, (6,), "not batch-separable")
+
+
+def _embedding() -> onnx.ModelProto:
+    """ids [batch, 4] -> Gather from a table (a data-dependent index into a weight) -> MatMul."""
+    rng = np.random.default_rng(7)
+    table = numpy_helper.from_array(rng.standard_normal((50, 16)).astype(np.float32), "table")
+    w = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w")
+    return _model([helper.make_node("Gather", ["table", "ids"], ["e"]),
+                   helper.make_node("MatMul", ["e", "w"], ["y"])],
+                  [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 4])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8])],
+                  [table, w])
+
+
+def test_tiles_from_many_threads_and_both_remainder_paths(monkeypatch):
+    """An embedding lookup tiles (the index is read at its own sample); 8 threads run mixed
+    batch sizes; remainders run both as batch-1 programs and as a zero-padded tile."""
+    import concurrent.futures
+
+    model = _embedding()
+    session = onnxc.compile(model, num_threads=1, batch_tile=4)
+    (tiling,) = session.tilings.values()
+    assert tiling.tile == 4
+    _no_compiler(monkeypatch)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    cases = [rng.integers(-50, 50, size=(k % 11, 4)) for k in range(60)]
+    want = [ref.run(None, {"ids": ids})[0] for ids in cases]
+    for cost_tile, cost_one in ((1.0, 2.0), (10.0, 1.0)):  # always pad; never (r < 4)
+        tiling.cost_tile, tiling.cost_one = cost_tile, cost_one
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda ids: session.run(None, {"ids": ids})[0], cases))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    with pytest.raises(onnxc.InputError, match="out of range"):
+        session.run(None, {"ids": np.full((6, 4), 50, np.int64)})
+    assert len(session.executables) == 2
+
+
+def test_batch_tile_option():
+    assert not onnxc.compile(_mlp(), batch_tile=0).describe()["batch_tiling"]["tiled"]
+    with pytest.raises(onnxc.OnnxcError, match="batch_tile"):
+        onnxc.compile(_mlp(), batch_tile=1)
