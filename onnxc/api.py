@@ -137,7 +137,7 @@ def _prepare_tiles(session: Session, declared: list[TensorSpec]) -> None:
     from onnxc.runtime.tiling import batch_symbol, rest_key
 
     symbol, _ = batch_symbol(declared)
-    if symbol is None:
+    if symbol is None or session.options.batch_tile == 0:
         return
     shapes = [s.shape for s in declared]
     rest = rest_key(declared, shapes, symbol)

@@ -284,7 +284,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(f"{args.model} -> {args.output}: not compiled yet (symbolic shapes), "
               f"{size / 1024:.1f} KiB")
         return 0
-    print(f"{args.model} -> {args.output}: {count} kernels, compiled in "
+    tiles = sorted({t["tile"] for t in session.describe()["batch_tiling"]["tiled"]})
+    batch = f" for any batch (batch tile {tiles[0]})" if tiles else ""
+    print(f"{args.model} -> {args.output}: {count} kernels, compiled{batch} in "
           f"{seconds:.2f} s, {size / 1024:.1f} KiB")
     return 0
 

@@ -88,12 +88,29 @@ class Session:
         tiling = self._tiling_for(feeds)
         if tiling is not None:
             exe_tile = self._executables[tiling.key_tile]
+            self._check_batch_memory(tiling, exe_tile, feeds)
             outs = run_tiled(tiling, exe_tile, self._executables[tiling.key_one],
                              [feeds[s.name] for s in exe_tile.inputs], self.num_threads)
             return self._select(output_names, outs)
         exe = self._executable_for(feeds)
         return self._select(output_names,
                             exe.run([feeds[s.name] for s in exe.inputs], self.num_threads))
+
+    def _check_batch_memory(self, tiling: Tiling, exe_tile: Executable,
+                            feeds: dict[str, np.ndarray]) -> None:
+        """The memory limit covers a tiled run as it does a specialization: the whole batch's
+        outputs, plus the tile program's arena and weights."""
+        from onnxc.ir import limits
+
+        batch = feeds[exe_tile.inputs[tiling.batched_inputs[0]].name].shape[0]
+        outputs = sum(batch * rows * int(np.prod(o.shape[1:], dtype=np.int64)) *
+                      np.dtype(o.dtype).itemsize for o, rows in zip(exe_tile.outputs,
+                                                                    tiling.out_rows))
+        total = outputs + exe_tile.arena_bytes + exe_tile.weight_bytes
+        limits.check_budget(total, limits.memory_limit(self._options.memory_limit_bytes),
+                            f"a run at batch {batch} (outputs {outputs} B, tile working "
+                            f"memory {exe_tile.arena_bytes} B, weights "
+                            f"{exe_tile.weight_bytes} B)")
 
     def _tiling_for(self, feeds: dict[str, np.ndarray]) -> Tiling | None:
         """The tile programs for these feeds' non-batch shapes, compiled on first use; None
@@ -110,7 +127,8 @@ class Session:
     def prepare_tiling(self, rest: tuple) -> Tiling | None:
         """Compile (once) the tile and batch-1 programs for ``rest``: the input shapes with
         -1 for the batch dim. Returns None, recording why, if tiling is not safe."""
-        if rest in self._tilings or rest in self._untiled or self._model is None:
+        if rest in self._tilings or rest in self._untiled or self._model is None or \
+                self._batch is None:
             return self._tilings.get(rest)
         from onnxc.ir.errors import OnnxcError
 
