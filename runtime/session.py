@@ -69,6 +69,7 @@ class Session:
             (None, "batch tiling is off for this session")
         self._tilings: dict[tuple, Tiling] = dict(tilings or {})
         self._untiled: dict[tuple, str] = dict(untiled or {})
+        self._last_tiling: tuple | None = None
         self.num_threads = int(num_threads or default_threads())
         if self.num_threads < 1:
             raise ValueError("num_threads must be >= 1")
@@ -88,37 +89,54 @@ class Session:
         tiling = self._tiling_for(feeds)
         if tiling is not None:
             exe_tile = self._executables[tiling.key_tile]
-            self._check_batch_memory(tiling, exe_tile, feeds)
-            outs = run_tiled(tiling, exe_tile, self._executables[tiling.key_one],
-                             [feeds[s.name] for s in exe_tile.inputs], self.num_threads)
+            ordered = [feeds[s.name] for s in exe_tile.inputs]
+            self._check_batch_memory(tiling, exe_tile, ordered[tiling.batched_inputs[0]])
+            outs = run_tiled(tiling, exe_tile, self._executables[tiling.key_one], ordered,
+                             self.num_threads)
             return self._select(output_names, outs)
         exe = self._executable_for(feeds)
         return self._select(output_names,
                             exe.run([feeds[s.name] for s in exe.inputs], self.num_threads))
 
     def _check_batch_memory(self, tiling: Tiling, exe_tile: Executable,
-                            feeds: dict[str, np.ndarray]) -> None:
+                            feed: np.ndarray) -> None:
         """The memory limit covers a tiled run as it does a specialization: the whole batch's
-        outputs, plus the tile program's arena and weights."""
+        outputs, plus the tile program's arena and weights (the largest batch that fits is
+        worked out once per tiling)."""
         from onnxc.ir import limits
 
-        batch = feeds[exe_tile.inputs[tiling.batched_inputs[0]].name].shape[0]
-        outputs = sum(batch * rows * int(np.prod(o.shape[1:], dtype=np.int64)) *
-                      np.dtype(o.dtype).itemsize for o, rows in zip(exe_tile.outputs,
-                                                                    tiling.out_rows))
-        total = outputs + exe_tile.arena_bytes + exe_tile.weight_bytes
-        limits.check_budget(total, limits.memory_limit(self._options.memory_limit_bytes),
-                            f"a run at batch {batch} (outputs {outputs} B, tile working "
-                            f"memory {exe_tile.arena_bytes} B, weights "
-                            f"{exe_tile.weight_bytes} B)")
+        batch = feed.shape[0]
+        if tiling.max_batch is None:
+            per_sample = sum(rows * int(np.prod(o.shape[1:], dtype=np.int64)) *
+                             np.dtype(o.dtype).itemsize
+                             for o, rows in zip(exe_tile.outputs, tiling.out_rows))
+            room = limits.memory_limit(self._options.memory_limit_bytes) - \
+                exe_tile.arena_bytes - exe_tile.weight_bytes
+            tiling.max_batch = room // per_sample if per_sample else max(room, -1) * 2 ** 62
+        if batch > tiling.max_batch:
+            outputs = batch * sum(rows * int(np.prod(o.shape[1:], dtype=np.int64)) *
+                                  np.dtype(o.dtype).itemsize
+                                  for o, rows in zip(exe_tile.outputs, tiling.out_rows))
+            limits.check_budget(outputs + exe_tile.arena_bytes + exe_tile.weight_bytes,
+                                limits.memory_limit(self._options.memory_limit_bytes),
+                                f"a run at batch {batch} (outputs {outputs} B, tile working "
+                                f"memory {exe_tile.arena_bytes} B, weights "
+                                f"{exe_tile.weight_bytes} B)")
 
     def _tiling_for(self, feeds: dict[str, np.ndarray]) -> Tiling | None:
         """The tile programs for these feeds' non-batch shapes, compiled on first use; None
         when the model is not run by tiles (the reason is kept for describe())."""
         if self._batch is None or self._value_inputs:
             return None
+        shapes = tuple(feeds[s.name].shape[1:] for s in self._inputs)
+        last = self._last_tiling  # (shapes past dim 0, tiling): the common case, one lookup
+        if last is not None and last[0] == shapes:
+            return last[1]
         rest = rest_key(self._inputs, [feeds[s.name].shape for s in self._inputs], self._batch)
         tiling = self._tilings.get(rest)
+        if tiling is not None and all(s.shape and s.shape[0] == self._batch
+                                      for s in self._inputs):
+            self._last_tiling = (shapes, tiling)
         if tiling is not None or rest in self._untiled or self._model is None:
             return tiling
         with self._lock:

@@ -34,6 +34,7 @@ class Tiling:
     # how a remainder of r < tile samples runs: r batch-1 runs, or one tile padded with zeros.
     cost_tile: float = 0.0
     cost_one: float = 0.0
+    max_batch: int | None = None  # the largest batch the memory limit allows (worked out once)
 
     def to_json(self) -> dict:
         return {"tile": self.tile, "batched_inputs": self.batched_inputs,
