@@ -21,8 +21,7 @@ from onnxc.ir.errors import InputError, InputValueNeeded
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.executable import Executable, check_feed
 from onnxc.runtime.plan import TensorSpec
-from onnxc.runtime.tiling import (Tiling, batch_symbol, build_tiles, measure_costs, rest_key,
-                                  run_tiled)
+from onnxc.runtime.tiling import Tiling, batch_symbol, build_tiles, rest_key, run_tiled
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,6 @@ class Session:
             return None
         self._keep(exes)
         self._graph = graph
-        measure_costs(tiling, exes[tiling.key_tile], exes[tiling.key_one], self.num_threads)
         self._tilings[rest] = tiling
         return tiling
 

@@ -4,9 +4,9 @@ When inputs share a symbolic leading dim (the batch), the model is compiled at a
 (``batch_tile``, or chosen from the batch-1 program's working set: ``auto_tile``) and at batch 1 (both in one compile, both kept in the artifact). If the program at T is proven
 batch-separable (runtime/batch_proof.py) and no output uses the batch size as a value
 (frontend/batch_values.py), a run at batch B executes the T program over B // T contiguous
-slices of the feeds and outputs, and the batch-1 program over the remainder: zero-copy (the
-tiles are pointer offsets into the caller's arrays; each thread's arena is reused across
-tiles). Otherwise the session falls back to compiling per input shape, and says why.
+slices of the feeds and outputs, zero-copy (the tiles are pointer offsets into the caller's
+arrays; each thread's arena is reused across tiles), and the remainder by the batch-1
+program or as one padded tile. Otherwise the session falls back to compiling per input shape, and says why.
 """
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ class Tiling:
     out_rows: list[int]  # per output: its dim 0 is batch x rows
     key_tile: tuple  # the session's executable keys of the tile and batch-1 programs
     key_one: tuple
-    # Seconds per run of each program, measured once after compiling (0: unknown). They pick
-    # how a remainder of r < tile samples runs: r batch-1 runs, or one tile padded with zeros.
+    # Seconds per run of each program, measured once, on the first run with a remainder (0:
+    # not yet). They pick how a remainder of r < tile samples runs from then on: r batch-1
+    # runs, or one padded tile.
     cost_tile: float = 0.0
     cost_one: float = 0.0
     max_batch: int | None = None  # the largest batch the memory limit allows (worked out once)
@@ -42,7 +43,7 @@ class Tiling:
                 "cost_tile": self.cost_tile, "cost_one": self.cost_one}
 
     def pads(self, remainder: int) -> bool:
-        """Whether a remainder runs as one zero-padded tile (cheaper than its batch-1 runs)."""
+        """Whether a remainder runs as one padded tile (cheaper than its batch-1 runs)."""
         return 0 < self.cost_tile < remainder * self.cost_one
 
 
@@ -148,21 +149,22 @@ def build_tiles(proto, inputs: Sequence[TensorSpec], rest: tuple, symbol: str, o
         graph, ""
 
 
-def measure_costs(tiling: Tiling, exe_tile, exe_one, num_threads: int, runs: int = 5) -> None:
-    """Time each program on zero feeds (the fastest of ``runs``): what ``Tiling.pads`` needs.
-    Zeros are valid for every input (a zero Gather index is in range)."""
+def measure_costs(tiling: Tiling, exe_tile, exe_one, feeds: list[np.ndarray],
+                  num_threads: int, runs: int = 3) -> None:
+    """Time each program (the fastest of ``runs``) on the first sample of a real batch, for
+    ``Tiling.pads``. Real data, not zeros: an integer division by a zero feed would trap."""
     import time
 
-    if exe_tile.backend == "cuda":
-        return  # compiled where there may be no GPU; remainders run as batch-1 programs
+    batched = set(tiling.batched_inputs)
     costs = []
-    for exe in (exe_tile, exe_one):
-        feeds = [np.zeros(s.shape, dtype=s.dtype) for s in exe.inputs]
-        exe.run(feeds, num_threads)  # warm: the arena and the caches
+    for exe, n in ((exe_tile, tiling.tile), (exe_one, 1)):
+        part = [np.repeat(f[:1], n, axis=0) if k in batched else f for k, f in enumerate(feeds)]
+        outs = [np.empty(o.shape, dtype=o.dtype) for o in exe.outputs]
+        exe.run_into(part, outs, num_threads)  # warm: the arena and the caches
         best = float("inf")
         for _ in range(runs):
             start = time.perf_counter()
-            exe.run(feeds, num_threads)
+            exe.run_into(part, outs, num_threads)
             best = min(best, time.perf_counter() - start)
         costs.append(best)
     tiling.cost_tile, tiling.cost_one = costs
@@ -178,6 +180,8 @@ def run_tiled(tiling: Tiling, exe_tile, exe_one, feeds: list[np.ndarray], num_th
     batched = set(tiling.batched_inputs)
     start, tile = 0, tiling.tile
     left = batch % tile
+    if left and not tiling.cost_tile:  # once, on the first run with a remainder
+        measure_costs(tiling, exe_tile, exe_one, feeds, num_threads)
     if left and tiling.pads(left):
         _run_padded(tiling, exe_tile, feeds, outs, batch - left, num_threads)
         batch -= left
@@ -191,14 +195,16 @@ def run_tiled(tiling: Tiling, exe_tile, exe_one, feeds: list[np.ndarray], num_th
 
 
 def _run_padded(tiling: Tiling, exe_tile, feeds, outs, start: int, num_threads: int) -> None:
-    """The samples from ``start`` on (fewer than a tile) as one tile padded with zeros; the
-    padding's results are dropped (the proof says no sample reads another)."""
+    """The samples from ``start`` on (fewer than a tile) as one tile, padded with copies of
+    the last sample (valid data: it cannot trap where the real samples do not); the padding's
+    results are dropped (the proof says no sample reads another)."""
     batched = set(tiling.batched_inputs)
     part = []
     for k, f in enumerate(feeds):
         if k in batched:
-            padded = np.zeros((tiling.tile,) + f.shape[1:], dtype=f.dtype)
+            padded = np.empty((tiling.tile,) + f.shape[1:], dtype=f.dtype)
             padded[:f.shape[0] - start] = f[start:]
+            padded[f.shape[0] - start:] = f[-1:]
             f = padded
         part.append(f)
     scratch = [np.empty(o.shape, dtype=o.dtype) for o in exe_tile.outputs]

@@ -284,3 +284,21 @@ def test_batch_tile_option():
     assert not onnxc.compile(_mlp(), batch_tile=0).describe()["batch_tiling"]["tiled"]
     with pytest.raises(onnxc.OnnxcError, match="batch_tile"):
         onnxc.compile(_mlp(), batch_tile=1)
+
+
+def test_padded_remainder_cannot_divide_by_zero(monkeypatch):
+    """Integer division by a batched input: the padding repeats real samples (zeros would
+    trap the process)."""
+    ints = [helper.make_tensor_value_info(n, TensorProto.INT32, ["batch", 4]) for n in "ad"]
+    model = _model([helper.make_node("Div", ["a", "d"], ["y"])], ints,
+                   [helper.make_tensor_value_info("y", TensorProto.INT32, ["batch", 4])])
+    session = onnxc.compile(model, batch_tile=8)
+    (tiling,) = session.tilings.values()
+    tiling.cost_tile, tiling.cost_one = 1.0, 2.0  # every remainder runs as a padded tile
+    _no_compiler(monkeypatch)
+    rng = np.random.default_rng(0)
+    for b in (3, 11):
+        a = rng.integers(-100, 100, (b, 4)).astype(np.int32)
+        d = rng.integers(1, 9, (b, 4)).astype(np.int32)
+        want = ort.InferenceSession(model.SerializeToString()).run(None, {"a": a, "d": d})[0]
+        np.testing.assert_array_equal(session.run(None, {"a": a, "d": d})[0], want)
