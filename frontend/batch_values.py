@@ -5,9 +5,9 @@ only shapes tensors (torch's dynamic-axes exports: Shape -> Gather -> Concat -> 
 wrong where it reaches data: ``x / x.shape[0]``, ``arange(batch)``, an output that is the shape.
 This pass follows the batch size from Shape/Size through the graph, element by element through
 the small integer vectors shape arithmetic uses, and reports the first graph output that
-depends on it as a value. It stops at the operands that only give a shape (Reshape's shape,
-Expand's shape, ConstantOfShape's input, Slice's bounds, ...): what those shape is checked on the
-compiled program (runtime/batch_proof.py).
+depends on it as a value. It stops where the batch size is the first element of an operand
+that only gives a shape (Reshape's shape, Expand's shape, ConstantOfShape's input): what those
+shape is checked on the compiled program (runtime/batch_proof.py).
 """
 from __future__ import annotations
 
@@ -19,14 +19,10 @@ from onnx import numpy_helper
 
 ALL = None  # every element depends on the batch size
 
-# Inputs that only give the shape of the node's result, never its values.
-SHAPE_OPERANDS = {
-    "Reshape": {1}, "Expand": {1}, "ConstantOfShape": {0}, "Slice": {1, 2, 3, 4},
-    "Unsqueeze": {1}, "Squeeze": {1}, "Tile": {1}, "Pad": {1}, "Resize": {1, 2, 3},
-    "Upsample": {1}, "Split": {1}, "ReduceSum": {1}, "ReduceMean": {1}, "ReduceMax": {1},
-    "ReduceMin": {1}, "ReduceProd": {1}, "ReduceL2": {1}, "ReduceL1": {1},
-    "ReduceLogSumExp": {1}, "ReduceSumSquare": {1}, "ReduceLogSum": {1},
-}
+# Inputs that only give the shape of the node's result, never its values: the batch size may
+# flow into them, as the first element only (the result's leading, batch axis). Anywhere else
+# (Reshape(x, [S, B]), Slice's bounds) it decides which data an output holds: a value use.
+SHAPE_OPERANDS = {"Reshape": {1}, "Expand": {1}, "ConstantOfShape": {0}}
 _PASS_THROUGH = {"Identity", "Cast", "Unsqueeze", "Squeeze", "Flatten", "Reshape"}
 
 
@@ -92,8 +88,9 @@ def batch_value_use(model: onnx.ModelProto, rest_symbols: Iterable[str] = ()) ->
                 for o in node.output:
                     taint[o] = (ALL, src)
             continue
-        data = [t for k, t in enumerate(ins) if t and k not in SHAPE_OPERANDS.get(
-            node.op_type, ())]
+        shaping = SHAPE_OPERANDS.get(node.op_type, ())
+        data = [t for k, t in enumerate(ins)
+                if t and (k not in shaping or t[0] is ALL or set(t[0]) - {0})]
         if not data:
             continue
         src = data[0][1]

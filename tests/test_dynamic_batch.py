@@ -302,3 +302,15 @@ def test_padded_remainder_cannot_divide_by_zero(monkeypatch):
         d = rng.integers(1, 9, (b, 4)).astype(np.int32)
         want = ort.InferenceSession(model.SerializeToString()).run(None, {"a": a, "d": d})[0]
         np.testing.assert_array_equal(session.run(None, {"a": a, "d": d})[0], want)
+
+
+def test_batch_size_as_a_slice_bound_falls_back():
+    """y = sum(x[:, :batch]): the batch size picks data on another axis (every shape still
+    scales with the batch, so only the value analysis can tell)."""
+    ints = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    model = _model([helper.make_node("Shape", ["x"], ["s"]),
+                    helper.make_node("Slice", ["s", "zero", "one"], ["b"]),
+                    helper.make_node("Slice", ["x", "zero", "b", "one"], ["part"]),
+                    helper.make_node("ReduceSum", ["part", "one"], ["y"], keepdims=1)],
+                   *_io(["batch", 1], ("batch", 32)), [ints("zero", [0]), ints("one", [1])])
+    _refused(model, (32,), "batch size as a value")
