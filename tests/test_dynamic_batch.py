@@ -314,3 +314,13 @@ def test_batch_size_as_a_slice_bound_falls_back():
                     helper.make_node("ReduceSum", ["part", "one"], ["y"], keepdims=1)],
                    *_io(["batch", 1], ("batch", 32)), [ints("zero", [0]), ints("one", [1])])
     _refused(model, (32,), "batch size as a value")
+
+
+def test_cli_batch_tile(tmp_path, capsys):
+    from onnxc.cli import main
+
+    onnx.save(_mlp(), str(tmp_path / "mlp.onnx"))
+    assert main(["compile", str(tmp_path / "mlp.onnx"), "-o", str(tmp_path / "a.onnxc"),
+                 "--batch-tile", "8"]) == 0
+    assert "compiled for any batch (batch tile 8)" in capsys.readouterr().out
+    assert onnxc.load(str(tmp_path / "a.onnxc")).describe()["batch_tiling"]["tiled"]
