@@ -324,3 +324,12 @@ def test_cli_batch_tile(tmp_path, capsys):
                  "--batch-tile", "8"]) == 0
     assert "compiled for any batch (batch tile 8)" in capsys.readouterr().out
     assert onnxc.load(str(tmp_path / "a.onnxc")).describe()["batch_tiling"]["tiled"]
+
+
+def test_profiling_a_tiled_model_compiles_nothing(monkeypatch):
+    session = onnxc.compile(_mlp(), batch_tile=8)
+    _no_compiler(monkeypatch)
+    for b in (3, 20):
+        timings = session.profile({"x": np.ones((b, 32), np.float32)})
+        assert timings and all(t >= 0 for _, t in timings)
+    assert session.profile_trace({"x": np.ones((9, 32), np.float32)})["traceEvents"]
