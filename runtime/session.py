@@ -296,7 +296,7 @@ class Session:
 
     def _keep(self, exes: dict[tuple, Executable]) -> None:
         for key, exe in exes.items():
-            if exe.backend != "cuda":  # a GPU is needed only to run
+            if exe.backend == "cpu":  # cuda-sim builds (g++) and cuda loads on first use
                 exe.load()
             self._executables[key] = exe
 
