@@ -32,7 +32,7 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
             devices: Sequence | None = None, placement: dict[str, str] | None = None,
             executor: str = "local", micro_batches: int = 1, parallel: str = "model",
             executor_options: dict | None = None, objective: str | None = None,
-            allow_tf32: bool = False) -> Session:
+            allow_tf32: bool = False, batch_tile: int | None = None) -> Session:
     """Compile a model into a Session.
 
     ``model`` is an ONNX model (path, bytes or ModelProto), or a ``torch.nn.Module`` together
@@ -49,6 +49,11 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     ``allow_tf32`` (targets "cuda", "cuda-sim") lets float32 matrix products use TF32 tensor
     cores: inputs rounded to 10 mantissa bits, float32 accumulation. ONNX float32 semantics do
     not allow that rounding, so it is off unless asked for.
+
+    ``batch_tile``: a model whose inputs share a symbolic leading (batch) dim compiles once, at
+    a batch tile and at batch 1, and runs any batch by tiles where that is proven safe (README,
+    "Shapes"). None picks the tile (8 to 64) from the model's working set; 0 compiles per
+    batch size instead.
 
     ``memory_limit_bytes`` caps what one specialization may allocate (working memory, outputs,
     weights, folded constants); the default is $ONNXC_MEMORY_LIMIT, else the machine's
@@ -81,13 +86,14 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
     model = _from_framework(model, example_inputs)
     with _naming_the_file(model):
         return _compile(model, target, opt_level, num_threads, input_shapes, disable_passes,
-                        print_after, start, memory_limit_bytes, allow_tf32)
+                        print_after, start, memory_limit_bytes, allow_tf32, batch_tile)
 
 
 def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | None,
              input_shapes: dict[str, Sequence[int]] | None, disable_passes: Sequence[str],
              print_after: Sequence[str], start: float,
-             memory_limit_bytes: int | None = None, allow_tf32: bool = False) -> Session:
+             memory_limit_bytes: int | None = None, allow_tf32: bool = False,
+             batch_tile: int | None = None) -> Session:
     from onnxc.frontend.importer import check_ops
     from onnxc.ir.errors import InputValueNeeded
 
@@ -95,7 +101,13 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
                              print_after=tuple(print_after),
-                             memory_limit_bytes=memory_limit_bytes, allow_tf32=allow_tf32)
+                             memory_limit_bytes=memory_limit_bytes, allow_tf32=allow_tf32,
+                             batch_tile=batch_tile)
+    if batch_tile is not None and (not isinstance(batch_tile, int) or
+                                   isinstance(batch_tile, bool) or batch_tile == 1 or
+                                   batch_tile < 0):
+        raise OnnxcError(f"batch_tile must be None (automatic), 0 (no batch tiling) or an "
+                         f"int >= 2, got {batch_tile!r}")
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
     declared = declared_inputs(proto, input_shapes)
@@ -115,12 +127,28 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
         outputs = [_declared_output(vi) for vi in proto.graph.output]
     session = Session(declared, outputs, options, model=proto, executables=executables,
                       num_threads=num_threads, graph=graph, value_inputs=value_inputs)
+    if not static and not value_inputs:
+        _prepare_tiles(session, declared)
     for exe in executables.values():
         if exe.backend != "cuda":  # a GPU is needed only to run: cross-compiling works anywhere
             exe.load()
     options.timings["total"] = time.perf_counter() - start
     log.info("compiled in %.2fs", options.timings["total"])
     return session
+
+
+def _prepare_tiles(session: Session, declared: list[TensorSpec]) -> None:
+    """Compile the batch-tile programs now when the batch is the only symbolic dim (other
+    symbolic dims are known only at the first run)."""
+    from onnxc.runtime.tiling import batch_symbol, rest_key
+
+    symbol, _ = batch_symbol(declared)
+    if symbol is None or session.options.batch_tile == 0:
+        return
+    shapes = [s.shape for s in declared]
+    rest = rest_key(declared, shapes, symbol)
+    if all(isinstance(d, int) for shape in rest for d in shape):
+        session.prepare_tiling(rest)
 
 
 def optimize(model: ModelLike, opt_level: int = 2, *,

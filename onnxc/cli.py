@@ -108,6 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="worker threads at run time (default: all cores)")
     build.add_argument("--input-shape", type=_parse_shape, action="append", metavar="NAME=DIMS",
                        help="fix a symbolic input shape, e.g. x=1,3,224,224 (repeatable)")
+    build.add_argument("--batch-tile", type=int, default=None, metavar="N",
+                       help="a symbolic batch compiles once at this batch tile and runs any "
+                            "batch by tiles (default: chosen from the model; 0: compile per "
+                            "batch size)")
     build.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
                        help="skip an optimization pass (repeatable); see --list-passes")
     build.add_argument("--print-after", action="append", default=[], metavar="NAME",
@@ -227,7 +231,8 @@ def _compile(args: argparse.Namespace, model: Path) -> Any:
         session = onnxc.compile(str(model), target=args.target, opt_level=args.opt_level,
                                 num_threads=args.num_threads,
                                 input_shapes=_to_dict(args.input_shape, "--input-shape"),
-                                disable_passes=args.disable_pass, print_after=args.print_after)
+                                disable_passes=args.disable_pass, print_after=args.print_after,
+                                batch_tile=getattr(args, "batch_tile", None))
     if log.isEnabledFor(logging.DEBUG):
         for k, kernel in enumerate(session.describe().get("kernels") or []):
             log.debug("kernel %d %s on %s: %s", k, kernel.get("name"), kernel.get("device"),
@@ -284,7 +289,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         print(f"{args.model} -> {args.output}: not compiled yet (symbolic shapes), "
               f"{size / 1024:.1f} KiB")
         return 0
-    print(f"{args.model} -> {args.output}: {count} kernels, compiled in "
+    tiles = sorted({t["tile"] for t in session.describe()["batch_tiling"]["tiled"]})
+    batch = f" for any batch (batch tile {tiles[0]})" if tiles else ""
+    print(f"{args.model} -> {args.output}: {count} kernels, compiled{batch} in "
           f"{seconds:.2f} s, {size / 1024:.1f} KiB")
     return 0
 

@@ -93,9 +93,15 @@ def save_artifact(path: str | os.PathLike, session) -> None:
         "options": {"target": opts.target, "opt_level": opts.opt_level,
                     "disabled_passes": list(opts.disabled_passes),
                     "use_openmp": opts.use_openmp,
-                    "memory_limit_bytes": opts.memory_limit_bytes},
+                    "memory_limit_bytes": opts.memory_limit_bytes,
+                    "batch_tile": opts.batch_tile},
         "executables": exes,
         "value_inputs": sorted(session.value_inputs),
+        # Batch tiling (runtime/tiling.py): per set of non-batch shapes, the tile and batch-1
+        # programs (keys into "executables") that run any batch without a compiler.
+        "tilings": [[json.loads(json.dumps(rest)), t.to_json()]
+                    for rest, t in session.tilings.items()],
+        "untiled": [[json.loads(json.dumps(rest)), why] for rest, why in session.untiled.items()],
         "checksums": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
     tmp = f"{os.fspath(path)}.tmp"
@@ -162,7 +168,8 @@ def _load(path: str | os.PathLike, num_threads: int | None):
             options = CompileOptions(target=opts["target"], opt_level=opts["opt_level"],
                                      disabled_passes=tuple(opts["disabled_passes"]),
                                      use_openmp=opts["use_openmp"],
-                                     memory_limit_bytes=opts.get("memory_limit_bytes"))
+                                     memory_limit_bytes=opts.get("memory_limit_bytes"),
+                                     batch_tile=_batch_tile(opts.get("batch_tile")))
             executables = {}
             limit = memory_limit(options.memory_limit_bytes)
             for k, e in enumerate(manifest["executables"]):
@@ -198,6 +205,8 @@ def _load(path: str | os.PathLike, num_threads: int | None):
                 model.ParseFromString(read("model.onnx"))
             inputs = [_unspec(s) for s in manifest["inputs"]]
             outputs = [_unspec(s) for s in manifest["outputs"]]
+            tilings = _tilings(manifest.get("tilings", []), executables, len(inputs))
+            untiled = {_tuplify(rest): str(why) for rest, why in manifest.get("untiled", [])}
         except ArtifactError:
             raise
         except (KeyError, TypeError, ValueError, ModelError) as exc:
@@ -206,7 +215,36 @@ def _load(path: str | os.PathLike, num_threads: int | None):
         if exe.backend != "cuda":  # loads on first run, where a GPU is
             exe.load()
     return Session(inputs, outputs, options, model=model, executables=executables,
-                   num_threads=num_threads, value_inputs=manifest.get("value_inputs", []))
+                   num_threads=num_threads, value_inputs=manifest.get("value_inputs", []),
+                   tilings=tilings, untiled=untiled)
+
+
+def _batch_tile(value):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and
+                         value >= 0 and value != 1):
+        return value
+    raise ArtifactError(f"artifact manifest has a malformed batch_tile {value!r}")
+
+
+def _tilings(entries, executables: dict, n_inputs: int) -> dict:
+    """The manifest's batch tilings, validated: their programs are in the artifact and their
+    batched inputs and outputs are positions the programs have."""
+    from onnxc.runtime.tiling import Tiling
+
+    out = {}
+    for rest, t in entries:
+        tiling = Tiling(int(t["tile"]), [int(k) for k in t["batched_inputs"]],
+                        [int(r) for r in t["out_rows"]], _tuplify(t["key_tile"]),
+                        _tuplify(t["key_one"]), float(t.get("cost_tile", 0.0)),
+                        float(t.get("cost_one", 0.0)))
+        exe_tile, exe_one = (executables.get(tiling.key_tile), executables.get(tiling.key_one))
+        if exe_tile is None or exe_one is None or tiling.tile < 1 or \
+                not all(0 <= k < len(exe_tile.inputs) for k in tiling.batched_inputs) or \
+                len(tiling.out_rows) != len(exe_tile.outputs) or \
+                any(r < 0 for r in tiling.out_rows) or len(exe_tile.inputs) != n_inputs:
+            raise ArtifactError(f"artifact manifest has a malformed batch tiling {t}")
+        out[_tuplify(rest)] = tiling
+    return out
 
 
 def _index_checks(checks, exe: dict) -> list:

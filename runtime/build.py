@@ -29,6 +29,10 @@ class CompileOptions:
     memory_limit_bytes: int | None = None
     # cuda targets: float32 matrix products may use TF32 tensor cores (opt-in: not ONNX float32)
     allow_tf32: bool = False
+    # Rows of the batch tile a dynamic-batch model compiles at (runtime/tiling.py): None
+    # chooses it from the batch-1 program's working set, 0 turns batch tiling off (one
+    # compile per batch size).
+    batch_tile: int | None = None
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,

@@ -80,18 +80,32 @@ class Executable:
         if self.backend == "cuda":
             return self._loaded.run(self.launches, feeds, self.outputs, self.arena_bytes)
         outs = [np.empty(o.shape, dtype=o.dtype) for o in self.outputs]
+        self.run_into(feeds, outs, num_threads)
+        return outs
+
+    def run_into(self, feeds: list[np.ndarray], outs: list[np.ndarray], num_threads: int
+                 ) -> None:
+        """Run writing into ``outs``: C-contiguous arrays of the output shapes, e.g. slices
+        of a larger batch (runtime/tiling.py runs a batch tile by tile this way, zero-copy:
+        feeds and outputs are pointer offsets into the caller's arrays)."""
+        self.check_indices(feeds)
+        self.load()
+        if self.backend == "cuda":
+            for out, got in zip(outs, self._loaded.run(self.launches, feeds, self.outputs,
+                                                       self.arena_bytes)):
+                out[...] = got
+            return
         if self.backend == "cuda-sim":
             from onnxc.backends.cuda.sim import run_launches
 
             run_launches(self._loaded, self.launches, feeds, outs, self.constants,
                          self.arena_bytes)
-            return outs
+            return
         base = self._arena_base()
         in_ptrs = (ctypes.c_void_p * max(len(feeds), 1))(*[f.ctypes.data for f in feeds])
         out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
         # ctypes releases the GIL for the whole native run.
         self._loaded.main(in_ptrs, out_ptrs, self._const_ptrs, base, num_threads)
-        return outs
 
     def _arena_base(self) -> int:
         """This thread's 64-byte aligned arena (allocated on its first run)."""

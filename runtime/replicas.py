@@ -37,7 +37,8 @@ def compile_replicas(proto: onnx.ModelProto, devices: list[Device], specs: list[
     outputs = [_declared_output(vi) for vi in proto.graph.output]
     replicas = [Session(symbolic, outputs, CompileOptions(
         target=d.target, opt_level=options.opt_level,
-        disabled_passes=options.disabled_passes), model=proto, num_threads=num_threads)
+        disabled_passes=options.disabled_passes), model=proto, num_threads=num_threads,
+        batch_tiling=False)  # each replica compiles its own slice shape
         for d in devices]
     if input_shapes:  # compile the slices now, and check they fit their devices
         batch = specs[0].shape[0]

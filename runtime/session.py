@@ -1,8 +1,10 @@
 """Session: onnxruntime's call shape over compiled executables, one per input-shape set.
 
-A model with symbolic dims (e.g. "batch") compiles once per distinct set of concrete input
-shapes, on the first run that uses it; the specializations are cached and saved with the
-artifact. A fully static model compiles once, at ``onnxc.compile``.
+A model whose inputs share a symbolic leading (batch) dim is compiled once per set of the other
+dims, at a batch tile and at batch 1, and runs any batch by tiles (runtime/tiling.py) when that
+is proven safe. Otherwise a model with symbolic dims compiles once per distinct set of concrete
+input shapes, on the first run that uses it. Either way the specializations are cached and
+saved with the artifact. A fully static model compiles once, at ``onnxc.compile``.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from onnxc.ir.errors import InputError, InputValueNeeded
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.executable import Executable, check_feed
 from onnxc.runtime.plan import TensorSpec
+from onnxc.runtime.tiling import Tiling, batch_symbol, build_tiles, rest_key, run_tiled
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ class Session:
                  options: CompileOptions, *, model: onnx.ModelProto | None,
                  executables: dict[tuple, Executable] | None = None,
                  num_threads: int | None = None, graph: Graph | None = None,
-                 value_inputs: Iterable[str] = ()):
+                 value_inputs: Iterable[str] = (),
+                 tilings: dict[tuple, Tiling] | None = None,
+                 untiled: dict[tuple, str] | None = None, batch_tiling: bool = True):
         self._inputs = inputs
         self._outputs = outputs
         self._options = options
@@ -58,6 +63,14 @@ class Session:
         self._lock = threading.Lock()
         self._graph = graph
         self._value_inputs: set[str] = set(value_inputs)  # compiled per run-time value
+        # Batch tiling: the batch symbol (or why there is none), the tile programs per set of
+        # non-batch shapes, and why a set of shapes is not tiled.
+        self._batch, self._no_batch = batch_symbol(inputs) \
+            if batch_tiling and options.batch_tile != 0 else \
+            (None, "batch tiling is off for this session")
+        self._tilings: dict[tuple, Tiling] = dict(tilings or {})
+        self._untiled: dict[tuple, str] = dict(untiled or {})
+        self._last_tiling: tuple | None = None
         self.num_threads = int(num_threads or default_threads())
         if self.num_threads < 1:
             raise ValueError("num_threads must be >= 1")
@@ -74,9 +87,83 @@ class Session:
             run_options: Any = None) -> list[np.ndarray]:
         """Run the model; ``output_names=None`` returns every output, in model order."""
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
+        tiling = self._tiling_for(feeds)
+        if tiling is not None:
+            exe_tile = self._executables[tiling.key_tile]
+            ordered = [feeds[s.name] for s in exe_tile.inputs]
+            self._check_batch_memory(tiling, exe_tile, ordered[tiling.batched_inputs[0]])
+            outs = run_tiled(tiling, exe_tile, self._executables[tiling.key_one], ordered,
+                             self.num_threads)
+            return self._select(output_names, outs)
         exe = self._executable_for(feeds)
         return self._select(output_names,
                             exe.run([feeds[s.name] for s in exe.inputs], self.num_threads))
+
+    def _check_batch_memory(self, tiling: Tiling, exe_tile: Executable,
+                            feed: np.ndarray) -> None:
+        """The memory limit covers a tiled run as it does a specialization: the whole batch's
+        outputs, plus the tile program's arena and weights (the largest batch that fits is
+        worked out once per tiling)."""
+        from onnxc.ir import limits
+
+        batch = feed.shape[0]
+        if tiling.max_batch is None:
+            per_sample = sum(rows * int(np.prod(o.shape[1:], dtype=np.int64)) *
+                             np.dtype(o.dtype).itemsize
+                             for o, rows in zip(exe_tile.outputs, tiling.out_rows))
+            room = limits.memory_limit(self._options.memory_limit_bytes) - \
+                exe_tile.arena_bytes - exe_tile.weight_bytes
+            tiling.max_batch = room // per_sample if per_sample else max(room, -1) * 2 ** 62
+        if batch > tiling.max_batch:
+            outputs = batch * sum(rows * int(np.prod(o.shape[1:], dtype=np.int64)) *
+                                  np.dtype(o.dtype).itemsize
+                                  for o, rows in zip(exe_tile.outputs, tiling.out_rows))
+            limits.check_budget(outputs + exe_tile.arena_bytes + exe_tile.weight_bytes,
+                                limits.memory_limit(self._options.memory_limit_bytes),
+                                f"a run at batch {batch} (outputs {outputs} B, tile working "
+                                f"memory {exe_tile.arena_bytes} B, weights "
+                                f"{exe_tile.weight_bytes} B)")
+
+    def _tiling_for(self, feeds: dict[str, np.ndarray]) -> Tiling | None:
+        """The tile programs for these feeds' non-batch shapes, compiled on first use; None
+        when the model is not run by tiles (the reason is kept for describe())."""
+        if self._batch is None or self._value_inputs:
+            return None
+        shapes = tuple(feeds[s.name].shape[1:] for s in self._inputs)
+        last = self._last_tiling  # (shapes past dim 0, tiling): the common case, one lookup
+        if last is not None and last[0] == shapes:
+            return last[1]
+        rest = rest_key(self._inputs, [feeds[s.name].shape for s in self._inputs], self._batch)
+        tiling = self._tilings.get(rest)
+        if tiling is not None and all(s.shape and s.shape[0] == self._batch
+                                      for s in self._inputs):
+            self._last_tiling = (shapes, tiling)
+        if tiling is not None or rest in self._untiled or self._model is None:
+            return tiling
+        with self._lock:
+            return self.prepare_tiling(rest)
+
+    def prepare_tiling(self, rest: tuple) -> Tiling | None:
+        """Compile (once) the tile and batch-1 programs for ``rest``: the input shapes with
+        -1 for the batch dim. Returns None, recording why, if tiling is not safe."""
+        if rest in self._tilings or rest in self._untiled or self._model is None or \
+                self._batch is None:
+            return self._tilings.get(rest)
+        from onnxc.ir.errors import OnnxcError
+
+        try:
+            tiling, exes, graph, why = build_tiles(self._model, self._inputs, rest, self._batch,
+                                                   self._options, self._options.batch_tile)
+        except OnnxcError as exc:  # e.g. the tile is over the memory limit: compile per shape
+            tiling, exes, graph, why = None, {}, None, f"the tile programs failed: {exc}"
+        if tiling is None:
+            self._untiled[rest] = why
+            self._keep(exes)  # the batch-1 program is the batch-1 specialization
+            return None
+        self._keep(exes)
+        self._graph = graph
+        self._tilings[rest] = tiling
+        return tiling
 
     def _select(self, output_names: Sequence[str] | None,
                 outs: list[np.ndarray]) -> list[np.ndarray]:
@@ -91,19 +178,34 @@ class Session:
         return [outs[index[n]] for n in output_names]
 
     def profile(self, input_feed: Mapping[str, Any]) -> list[tuple[str, float]]:
-        """Per-kernel wall times (seconds) of one run, in execution order."""
+        """Per-kernel wall times (seconds) of one run, in execution order (of one tile, for a
+        batch-tiled model)."""
+        exe, feeds = self._profiled(input_feed)
+        return exe.profile(feeds, self.num_threads)
+
+    def _profiled(self, input_feed: Mapping[str, Any]) -> tuple[Executable, list[np.ndarray]]:
+        """The program a profile times and its feeds: for a tiled batch, the tile program on
+        the first tile (the batch-1 program below a tile), so profiling compiles nothing."""
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
-        exe = self._executable_for(feeds)
-        return exe.profile([feeds[s.name] for s in exe.inputs], self.num_threads)
+        tiling = self._tiling_for(feeds)
+        if tiling is None:
+            exe = self._executable_for(feeds)
+            return exe, [feeds[s.name] for s in exe.inputs]
+        exe = self._executables[tiling.key_tile]
+        ordered = [feeds[s.name] for s in exe.inputs]
+        if ordered[tiling.batched_inputs[0]].shape[0] < tiling.tile:
+            exe, n = self._executables[tiling.key_one], 1
+        else:
+            n = tiling.tile
+        return exe, [f[:n] if k in tiling.batched_inputs else f for k, f in enumerate(ordered)]
 
     def profile_trace(self, input_feed: Mapping[str, Any], runs: int = 1) -> dict:
         """``profile`` as a Chrome trace dict (Perfetto, chrome://tracing): one event per kernel
         run, with its ops, nodes and bytes moved; ``json.dump`` it to a file to view it."""
         from onnxc.runtime.profiling import chrome_trace, profile_runs
 
-        feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
-        exe = self._executable_for(feeds)
-        timings = profile_runs(exe, [feeds[s.name] for s in exe.inputs], self.num_threads, runs)
+        exe, feeds = self._profiled(input_feed)
+        timings = profile_runs(exe, feeds, self.num_threads, runs)
         return chrome_trace(exe, timings, num_threads=self.num_threads)
 
     def _validate(self, input_feed: Mapping[str, Any]) -> list[np.ndarray]:
@@ -190,7 +292,25 @@ class Session:
             "peak_working_memory_bytes": latest["arena_bytes"],
             "weight_bytes": latest["weight_bytes"],
             "specializations": specs,
+            "batch_tiling": self._tiling_summary(),
             "timings": {k: v for k, v in self._options.timings.items()},
+        }
+
+    def _keep(self, exes: dict[tuple, Executable]) -> None:
+        for key, exe in exes.items():
+            if exe.backend == "cpu":  # cuda-sim builds (g++) and cuda loads on first use
+                exe.load()
+            self._executables[key] = exe
+
+    def _tiling_summary(self) -> dict:
+        """What is tiled over the batch, with which programs, and why not where it is not."""
+        return {
+            "batch_dim": self._batch,
+            "why_not": self._no_batch or None,
+            "tiled": [{"shapes": [list(s) for s in rest], **t.to_json()}
+                      for rest, t in self._tilings.items()],
+            "not_tiled": [{"shapes": [list(s) for s in rest], "why": why}
+                          for rest, why in self._untiled.items()],
         }
 
     def ir_text(self) -> str:
@@ -209,6 +329,14 @@ class Session:
     @property
     def executables(self) -> dict[tuple, Executable]:
         return dict(self._executables)
+
+    @property
+    def tilings(self) -> dict[tuple, Tiling]:
+        return dict(self._tilings)
+
+    @property
+    def untiled(self) -> dict[tuple, str]:
+        return dict(self._untiled)
 
     @property
     def value_inputs(self) -> set[str]:

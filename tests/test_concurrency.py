@@ -47,7 +47,9 @@ def _embedding_reference(ids: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def emb_session():
-    return onnxc.compile(_embedding_mlp(), num_threads=1)
+    # batch_tile=0: one specialization per batch size, so compiles race with runs (the
+    # batch-tiled path has its own threads test in test_dynamic_batch.py)
+    return onnxc.compile(_embedding_mlp(), num_threads=1, batch_tile=0)
 
 
 def test_native_entry_point_is_a_gil_releasing_cfunctype() -> None:
