@@ -15,6 +15,7 @@ import onnx
 
 from onnxc.ir import Value
 
+from .containers import Opt, Seq
 from .importer import ImportContext, import_nodes, onnx_op
 from .onnx_types import tensor_to_array
 
@@ -60,13 +61,23 @@ def _if(ctx: ImportContext, node):
     a, b = run_body(ctx, then_g, []), run_body(ctx, else_g, [])
     if c.type.rank:
         c = ctx.add1("Reshape", [c], {"shape": ()})
-    outs = []
-    for k, (x, y) in enumerate(zip(a, b)):
-        if x.type != y.type:
-            raise ctx.unsupported(f"the condition is computed at run time and the branches' "
-                                  f"output {k} differs ({x.type} vs {y.type})")
-        outs.append(ctx.add1("Where", [c, x, y]))
-    return outs
+    return [_select(ctx, c, x, y, k) for k, (x, y) in enumerate(zip(a, b))]
+
+
+def _select(ctx: ImportContext, c: Value, x, y, k: int):
+    """Where(c, x, y) over an If's outputs; sequences element by element."""
+    if isinstance(x, Opt) and isinstance(y, Opt) and (x.value is None) == (y.value is None):
+        return x if x.value is None else Opt(_select(ctx, c, x.value, y.value, k))
+    if isinstance(x, Seq) and isinstance(y, Seq) and len(x) == len(y):
+        return Seq([_select(ctx, c, u, v, k) for u, v in zip(x, y)], x.dtype)
+    if not (isinstance(x, Value) and isinstance(y, Value)):
+        raise ctx.unsupported(f"the condition is computed at run time and the branches' "
+                              f"output {k} differs in structure (sequence length or optional "
+                              f"presence)")
+    if x.type != y.type:
+        raise ctx.unsupported(f"the condition is computed at run time and the branches' "
+                              f"output {k} differs ({x.type} vs {y.type})")
+    return ctx.add1("Where", [c, x, y])
 
 
 def stack(ctx: ImportContext, parts: list[Value], axis: int = 0) -> Value:

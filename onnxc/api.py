@@ -94,14 +94,17 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
     declared = declared_inputs(proto, input_shapes)
-    static = all(isinstance(d, int) for s in declared for d in s.shape)
+    static = all(s.kind == "tensor" and all(isinstance(d, int) for d in s.shape)
+                 for s in declared)
+    tensor_outputs = all(vi.type.WhichOneof("value") == "tensor_type" for vi in proto.graph.output)
     executables, graph = {}, None
     value_inputs = []
     if static:
         try:
             exe, graph = build_executable(proto, input_shapes, options)
             executables[tuple(s.shape for s in declared)] = exe
-            outputs = exe.outputs
+            outputs = exe.outputs if tensor_outputs else \
+                [_declared_output(vi) for vi in proto.graph.output]
         except InputValueNeeded as need:  # compiled per value of that input, on first run
             value_inputs.append(need.input_name)
             static = False
@@ -169,7 +172,10 @@ def _naming_the_file(model: Any) -> Iterator[None]:
 def _declared_output(vi) -> TensorSpec:
     """An output as the model declares it; its shape may be unknown until the first run."""
     from onnxc.frontend.onnx_types import dtype_from_onnx
+    from onnxc.runtime.build import container_spec
 
+    if vi.type.WhichOneof("value") not in ("tensor_type", None):
+        return container_spec(vi)
     try:
         t = value_info_type(vi)
         return TensorSpec(vi.name, tuple(t.shape), t.dtype.value)

@@ -195,8 +195,25 @@ def declared_inputs(proto: onnx.ModelProto, input_shapes: Mapping[str, Sequence[
     for vi in proto.graph.input:
         if vi.name in inits:
             continue
+        if vi.type.WhichOneof("value") != "tensor_type":
+            specs.append(container_spec(vi))
+            continue
         t = value_info_type(vi)
         shape = tuple(input_shapes[vi.name]) if input_shapes and vi.name in input_shapes \
             else t.shape
         specs.append(TensorSpec(vi.name, tuple(shape), t.dtype.value))
     return specs
+
+
+def container_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
+    """The spec of a sequence or optional input/output: its kind and element tensor type."""
+    from onnxc.frontend.containers import kind_of
+    from onnxc.frontend.onnx_types import dtype_from_onnx
+
+    kind, elem = kind_of(vi.type)
+    tt = elem.tensor_type
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or f"d{k}")
+                      for k, d in enumerate(tt.shape.dim))
+    return TensorSpec(vi.name, shape, dtype_from_onnx(tt.elem_type).value, kind)

@@ -35,6 +35,16 @@ def _ort_type(dtype: str) -> str:
     return f"tensor({names.get(dtype, dtype)})"
 
 
+def _node_arg(s: TensorSpec) -> NodeArg:
+    """onnxruntime's spelling: ``seq(tensor(float))``, ``optional(tensor(float))``..."""
+    t = _ort_type(s.dtype)
+    if s.kind in ("sequence", "optional_sequence"):
+        t = f"seq({t})"
+    if s.kind.startswith("optional"):
+        t = f"optional({t})"
+    return NodeArg(s.name, list(s.shape) if s.shape is not None else None, t)
+
+
 def default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -62,19 +72,34 @@ class Session:
 
     # -- onnxruntime-style queries ---------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
-        return [NodeArg(s.name, list(s.shape), _ort_type(s.dtype)) for s in self._inputs]
+        return [_node_arg(s) for s in self._inputs]
 
     def get_outputs(self) -> list[NodeArg]:
-        return [NodeArg(s.name, list(s.shape), _ort_type(s.dtype)) for s in self._outputs]
+        return [_node_arg(s) for s in self._outputs]
 
     # -- running ---------------------------------------------------------------------------
     def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any],
             run_options: Any = None) -> list[np.ndarray]:
         """Run the model; ``output_names=None`` returns every output, in model order."""
+        exe, flat = self._prepare(input_feed)
+        return self._select(output_names, self._regroup(exe, exe.run(flat, self.num_threads)))
+
+    def _prepare(self, input_feed: Mapping[str, Any]) -> tuple[Executable, list[np.ndarray]]:
+        """The executable for these feeds and its flat tensor feeds, in its input order."""
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
         exe = self._executable_for(feeds)
-        return self._select(output_names,
-                            exe.run([feeds[s.name] for s in exe.inputs], self.num_threads))
+        flat = _flatten(self._inputs, feeds)
+        return exe, [flat[s.name] for s in exe.inputs]
+
+    def _regroup(self, exe: Executable, outs: list[np.ndarray]) -> list:
+        """The model's outputs from the executable's flat ones: a list for a sequence, None
+        for an absent optional."""
+        if all(s.kind == "tensor" for s in self._outputs):
+            return outs
+        from onnxc.frontend.containers import regroup
+
+        flat = {s.name: o for s, o in zip(exe.outputs, outs)}
+        return [regroup(s.kind, s.name, flat) for s in self._outputs]
 
     def _select(self, output_names: Sequence[str] | None,
                 outs: list[np.ndarray]) -> list[np.ndarray]:
@@ -90,18 +115,16 @@ class Session:
 
     def profile(self, input_feed: Mapping[str, Any]) -> list[tuple[str, float]]:
         """Per-kernel wall times (seconds) of one run, in execution order."""
-        feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
-        exe = self._executable_for(feeds)
-        return exe.profile([feeds[s.name] for s in exe.inputs], self.num_threads)
+        exe, flat = self._prepare(input_feed)
+        return exe.profile(flat, self.num_threads)
 
     def profile_trace(self, input_feed: Mapping[str, Any], runs: int = 1) -> dict:
         """``profile`` as a Chrome trace dict (Perfetto, chrome://tracing): one event per kernel
         run, with its ops, nodes and bytes moved; ``json.dump`` it to a file to view it."""
         from onnxc.runtime.profiling import chrome_trace, profile_runs
 
-        feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
-        exe = self._executable_for(feeds)
-        timings = profile_runs(exe, [feeds[s.name] for s in exe.inputs], self.num_threads, runs)
+        exe, flat = self._prepare(input_feed)
+        timings = profile_runs(exe, flat, self.num_threads, runs)
         return chrome_trace(exe, timings, num_threads=self.num_threads)
 
     def _validate(self, input_feed: Mapping[str, Any]) -> list[np.ndarray]:
@@ -116,9 +139,12 @@ class Session:
         if missing:
             raise InputError(f"missing input(s) {missing}; the model's inputs are {names}",
                              input_name=missing[0])
-        feeds = [check_feed(s, input_feed[s.name]) for s in self._inputs]
+        feeds = [check_feed(s, input_feed[s.name]) if s.kind == "tensor" else
+                 check_container_feed(s, input_feed[s.name]) for s in self._inputs]
         bound: dict[str, tuple[int, str]] = {}
         for s, f in zip(self._inputs, feeds):
+            if s.kind != "tensor":
+                continue
             for want, got in zip(s.shape, f.shape):
                 if isinstance(want, str):
                     if want in bound and bound[want][0] != got:
@@ -128,10 +154,11 @@ class Session:
                     bound[want] = (got, s.name)
         return feeds
 
-    def _key(self, feeds: dict[str, np.ndarray]) -> tuple:
-        shapes = tuple(tuple(feeds[s.name].shape) for s in self._inputs)
-        values = tuple((n, tuple(feeds[n].reshape(-1).tolist()))
-                       for n in sorted(self._value_inputs))
+    def _key(self, feeds: dict[str, Any]) -> tuple:
+        shapes = tuple(_structure(s, feeds[s.name]) for s in self._inputs)
+        flat = _flatten(self._inputs, feeds)
+        values = tuple((n, tuple(flat[n].reshape(-1).tolist()))
+                       for n in sorted(self._value_inputs) if n in flat)
         return shapes if not values else shapes + (("values",) + values,)
 
     def _executable_for(self, feeds: dict[str, np.ndarray]) -> Executable:
@@ -148,8 +175,9 @@ class Session:
                     raise InputError(f"this artifact was compiled for input shapes "
                                      f"{list(self._executables)}, not {list(key)}, and holds "
                                      f"no model to compile new shapes from")
-                fixed = {s.name: feeds[s.name].shape for s in self._inputs}
-                values = {n: feeds[n] for n in self._value_inputs}
+                fixed = {s.name: _structure(s, feeds[s.name]) for s in self._inputs}
+                flat = _flatten(self._inputs, feeds)
+                values = {n: flat[n] for n in self._value_inputs if n in flat}
                 try:
                     exe, self._graph = build_executable(self._model, fixed, self._options, values)
                 except InputValueNeeded as need:
@@ -167,7 +195,8 @@ class Session:
         specs = []
         for key, exe in self._executables.items():
             specs.append({
-                "input_shapes": [list(s) for s in key if s[:1] != ("values",)],
+                "input_shapes": [None if s is None else list(s) for s in key
+                                 if s is None or s[:1] != ("values",)],
                 "kernels": [{"name": k.name, "symbol": k.symbol, "nodes": k.nodes, "ops": k.ops,
                              "device": k.device} for k in exe.kernels],
                 "arena_bytes": exe.arena_bytes,
@@ -227,6 +256,51 @@ class Session:
     @property
     def output_specs(self) -> list[TensorSpec]:
         return list(self._outputs)
+
+
+def _structure(spec: TensorSpec, feed: Any):
+    """What a feed's executable is specialized on: its shape, or a sequence/optional's
+    structure (frontend.containers.structure_of)."""
+    if spec.kind == "tensor":
+        return tuple(feed.shape)
+    from onnxc.frontend.containers import structure_of
+
+    return structure_of(spec.kind, feed, spec.name)
+
+
+def _flatten(specs: Sequence[TensorSpec], feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Tensor feeds by graph-input name: sequence elements as ``name[k]``."""
+    if all(s.kind == "tensor" for s in specs):
+        return feeds
+    from onnxc.frontend.containers import flatten_feed
+
+    flat: dict[str, np.ndarray] = {}
+    for s in specs:
+        flat.update(flatten_feed(s.kind, s.name, feeds[s.name]))
+    return flat
+
+
+def check_container_feed(spec: TensorSpec, value: Any):
+    """A sequence feed (a list of arrays) or an optional one (None when absent), each tensor
+    checked against the declared element type."""
+    if value is None and spec.kind.startswith("optional"):
+        return None
+    shape = spec.shape if spec.shape is not None else None
+    if spec.kind in ("sequence", "optional_sequence"):
+        if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)):
+            raise InputError(f"input {spec.name!r} is a sequence: feed a list of arrays, got "
+                             f"{type(value).__name__}", input_name=spec.name)
+        return [_check_element(TensorSpec(f"{spec.name}[{k}]", shape, spec.dtype), e)
+                for k, e in enumerate(value)]
+    return _check_element(TensorSpec(spec.name, shape, spec.dtype), value)
+
+
+def _check_element(spec: TensorSpec, value: Any) -> np.ndarray:
+    if spec.shape is None:  # undeclared shape: only the element type is checked
+        arr = np.asarray(value)
+        return check_feed(TensorSpec(spec.name, tuple(f"d{k}" for k in range(arr.ndim)),
+                                     spec.dtype), arr)
+    return check_feed(spec, value)
 
 
 def specs_from_names(pairs: Iterable[tuple[str, list, str]]) -> list[TensorSpec]:
