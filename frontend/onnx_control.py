@@ -131,19 +131,58 @@ def _loop(ctx: ImportContext, node):
     return list(carried) + [stack(ctx, [s[k] for s in scans]) for k in range(n_scan)]
 
 
+def _take(ctx: ImportContext, x: Value, j: int, axis: int) -> Value:
+    """x[..., j, ...] along ``axis``, the axis dropped."""
+    part = ctx.add1("Slice", [x], {"starts": (j,), "ends": (j + 1,), "axes": (axis,),
+                                   "steps": None})
+    shape = tuple(d for k, d in enumerate(x.shape) if k != axis)
+    return ctx.add1("Reshape", [part], {"shape": shape})
+
+
 @onnx_op("Scan")
 def _scan(ctx: ImportContext, node):
-    if ctx.opset < 9:
-        raise ctx.unsupported("Scan before opset 9 (with a batch axis) is not supported")
     body = ctx.attr("body")
     n_in = int(ctx.attr("num_scan_inputs"))
+    if ctx.opset < 9:
+        return _scan8(ctx, node, body, n_in)
     ins = [ctx.input(k) for k in range(len(node.input))]
     states, xs = ins[:len(ins) - n_in], ins[len(ins) - n_in:]
-    in_axes = list(ctx.attr("scan_input_axes", [0] * n_in))
-    in_dirs = list(ctx.attr("scan_input_directions", [0] * n_in))
     n_out = len(node.output) - len(states)
-    out_axes = list(ctx.attr("scan_output_axes", [0] * n_out))
-    out_dirs = list(ctx.attr("scan_output_directions", [0] * n_out))
+    return _scan_steps(ctx, body, states, xs, list(ctx.attr("scan_input_axes", [0] * n_in)),
+                       list(ctx.attr("scan_input_directions", [0] * n_in)),
+                       list(ctx.attr("scan_output_axes", [0] * n_out)),
+                       list(ctx.attr("scan_output_directions", [0] * n_out)))
+
+
+def _scan8(ctx: ImportContext, node, body, n_in: int) -> list[Value]:
+    """Scan-8: every input has a leading batch axis (the scan axis is 1) and an optional
+    ``sequence_lens``; each batch entry is scanned on its own and the results stacked."""
+    ins = [ctx.input(k) for k in range(1, len(node.input))]
+    states, xs = ins[:len(ins) - n_in], ins[len(ins) - n_in:]
+    n_out = len(node.output) - len(states)
+    batch = xs[0].shape[0] if xs else states[0].shape[0]
+    if not isinstance(batch, int) or any(v.shape[0] != batch for v in states + xs):
+        raise ctx.error("the inputs differ in their batch dimension (axis 0)")
+    steps = {x.shape[1] for x in xs}
+    if ctx.input(0) is not None:
+        lens = ctx.require_const(0, "sequence_lens")
+        if any(int(n) not in steps for n in np.asarray(lens).reshape(-1)):
+            raise ctx.unsupported("sequence_lens shorter than the scan inputs is not supported "
+                                  "(every sequence must have the full length)")
+    dirs = list(ctx.attr("directions", [0] * n_in))
+    per_batch = []
+    for b in range(batch):
+        per_batch.append(_scan_steps(
+            ctx, body, [_take(ctx, v, b, 0) for v in states], [_take(ctx, x, b, 0) for x in xs],
+            [0] * n_in, dirs, [0] * n_out, [0] * n_out))
+    return [stack(ctx, [r[k] for r in per_batch]) for k in range(len(node.output))]
+
+
+def _scan_steps(ctx: ImportContext, body, states: list[Value], xs: list[Value],
+                in_axes: list[int], in_dirs: list[int], out_axes: list[int],
+                out_dirs: list[int]) -> list[Value]:
+    """Unrolled Scan-9+: final states, then the scan outputs stacked along their axes."""
+    n_out = len(out_axes)
     in_axes = [a % x.type.rank for a, x in zip(in_axes, xs)]
     lengths = {x.shape[a] for x, a in zip(xs, in_axes)}
     if len(lengths) != 1:
@@ -155,13 +194,8 @@ def _scan(ctx: ImportContext, node):
         raise ctx.unsupported("a Scan of zero iterations is not supported")
     per_step: list[list[Value]] = []
     for t in range(steps):
-        slices = []
-        for x, a, rev in zip(xs, in_axes, in_dirs):
-            j = steps - 1 - t if rev else t
-            part = ctx.add1("Slice", [x], {"starts": (j,), "ends": (j + 1,), "axes": (a,),
-                                           "steps": None})
-            shape = tuple(d for k, d in enumerate(x.shape) if k != a)
-            slices.append(ctx.add1("Reshape", [part], {"shape": shape}))
+        slices = [_take(ctx, x, steps - 1 - t if rev else t, a)
+                  for x, a, rev in zip(xs, in_axes, in_dirs)]
         outs = run_body(ctx, body, states + slices)
         states, ys = outs[:len(states)], outs[len(states):]
         per_step.append(ys)

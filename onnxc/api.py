@@ -11,9 +11,8 @@ from onnxc import frameworks
 from onnxc.frontend import ModelLike, load_model
 from onnxc.ir.errors import CompileError, ModelError, OnnxcError, UnsupportedOpError
 from onnxc.ir.limits import memory_limit
-from onnxc.frontend.onnx_types import value_info_type
-from onnxc.runtime.build import CompileOptions, build_executable, declared_inputs
-from onnxc.runtime.plan import TensorSpec
+from onnxc.runtime.build import (CompileOptions, build_executable, declared_inputs,
+                                 declared_output)
 from onnxc.runtime.session import Session
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
              print_after: Sequence[str], start: float,
              memory_limit_bytes: int | None = None) -> Session:
     from onnxc.frontend.importer import check_ops
-    from onnxc.ir.errors import InputValueNeeded
+    from onnxc.ir.errors import DataDependentShape, InputValueNeeded
 
     proto, _ = load_model(model)
     options = CompileOptions(target=target, opt_level=opt_level,
@@ -104,13 +103,15 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
             exe, graph = build_executable(proto, input_shapes, options)
             executables[tuple(s.shape for s in declared)] = exe
             outputs = exe.outputs if tensor_outputs else \
-                [_declared_output(vi) for vi in proto.graph.output]
+                [declared_output(vi) for vi in proto.graph.output]
         except InputValueNeeded as need:  # compiled per value of that input, on first run
             value_inputs.append(need.input_name)
             static = False
+        except DataDependentShape:  # cut there and compiled in parts, on first run
+            static = False
     if not static:
         check_ops(proto)  # unsupported ops are reported now, not on first run
-        outputs = [_declared_output(vi) for vi in proto.graph.output]
+        outputs = [declared_output(vi) for vi in proto.graph.output]
     session = Session(declared, outputs, options, model=proto, executables=executables,
                       num_threads=num_threads, graph=graph, value_inputs=value_inputs)
     for exe in executables.values():
@@ -167,24 +168,6 @@ def _naming_the_file(model: Any) -> Iterator[None]:
             if not exc.args[0].startswith(name):
                 exc.args = (f"{name}: {exc.args[0]}",) + exc.args[1:]
         raise
-
-
-def _declared_output(vi) -> TensorSpec:
-    """An output as the model declares it; its shape may be unknown until the first run."""
-    from onnxc.frontend.onnx_types import dtype_from_onnx
-    from onnxc.runtime.build import container_spec
-
-    if vi.type.WhichOneof("value") not in ("tensor_type", None):
-        return container_spec(vi)
-    try:
-        t = value_info_type(vi)
-        return TensorSpec(vi.name, tuple(t.shape), t.dtype.value)
-    except OnnxcError:
-        try:
-            dtype = dtype_from_onnx(vi.type.tensor_type.elem_type).value
-        except OnnxcError:
-            dtype = "float32"
-        return TensorSpec(vi.name, (), dtype)
 
 
 def load(path: str | os.PathLike, num_threads: int | None = None) -> Session:

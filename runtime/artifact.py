@@ -68,7 +68,8 @@ def save_artifact(path: str | os.PathLike, session) -> None:
         })
     static = all(s.kind == "tensor" and all(isinstance(d, int) for d in s.shape)
                  for s in session.input_specs)
-    if session.model is not None and (not static or session.value_inputs):
+    if session.model is not None and (not static or session.value_inputs or
+                                      not session.executables):
         files["model.onnx"] = session.model.SerializeToString()
     opts = session.options
     manifest = {

@@ -217,3 +217,21 @@ def container_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
         shape = tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or f"d{k}")
                       for k, d in enumerate(tt.shape.dim))
     return TensorSpec(vi.name, shape, dtype_from_onnx(tt.elem_type).value, kind)
+
+
+def declared_output(vi: onnx.ValueInfoProto) -> TensorSpec:
+    """An output as the model declares it; its shape may be unknown until the first run."""
+    from onnxc.frontend.onnx_types import dtype_from_onnx
+    from onnxc.ir.errors import OnnxcError
+
+    if vi.type.WhichOneof("value") not in ("tensor_type", None):
+        return container_spec(vi)
+    try:
+        t = value_info_type(vi)
+        return TensorSpec(vi.name, tuple(t.shape), t.dtype.value)
+    except OnnxcError:
+        try:
+            dtype = dtype_from_onnx(vi.type.tensor_type.elem_type).value
+        except OnnxcError:
+            dtype = "float32"
+        return TensorSpec(vi.name, (), dtype)

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from onnxc.ir import Graph
-from onnxc.ir.errors import InputError, InputValueNeeded
+from onnxc.ir.errors import DataDependentShape, InputError, InputValueNeeded
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.executable import Executable, check_feed
 from onnxc.runtime.plan import TensorSpec
@@ -66,6 +66,7 @@ class Session:
         self._lock = threading.Lock()
         self._graph = graph
         self._value_inputs: set[str] = set(value_inputs)  # compiled per run-time value
+        self._stage = None  # a runtime.staged.Stage when the model is cut at a node
         self.num_threads = int(num_threads or default_threads())
         if self.num_threads < 1:
             raise ValueError("num_threads must be >= 1")
@@ -82,12 +83,16 @@ class Session:
             run_options: Any = None) -> list[np.ndarray]:
         """Run the model; ``output_names=None`` returns every output, in model order."""
         exe, flat = self._prepare(input_feed)
+        if exe is None:  # cut at an op whose output shape depends on values
+            return self._select(output_names, self._stage.run(flat))
         return self._select(output_names, self._regroup(exe, exe.run(flat, self.num_threads)))
 
     def _prepare(self, input_feed: Mapping[str, Any]) -> tuple[Executable, list[np.ndarray]]:
         """The executable for these feeds and its flat tensor feeds, in its input order."""
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
-        exe = self._executable_for(feeds)
+        exe = self._executable_for(feeds) if self._stage is None else None
+        if exe is None:
+            return None, feeds
         flat = _flatten(self._inputs, feeds)
         return exe, [flat[s.name] for s in exe.inputs]
 
@@ -116,6 +121,9 @@ class Session:
     def profile(self, input_feed: Mapping[str, Any]) -> list[tuple[str, float]]:
         """Per-kernel wall times (seconds) of one run, in execution order."""
         exe, flat = self._prepare(input_feed)
+        if exe is None:
+            raise InputError("profiling a model cut at an op whose output shape depends on "
+                             "values (runtime/staged.py) is not supported yet")
         return exe.profile(flat, self.num_threads)
 
     def profile_trace(self, input_feed: Mapping[str, Any], runs: int = 1) -> dict:
@@ -124,6 +132,9 @@ class Session:
         from onnxc.runtime.profiling import chrome_trace, profile_runs
 
         exe, flat = self._prepare(input_feed)
+        if exe is None:
+            raise InputError("profiling a model cut at an op whose output shape depends on "
+                             "values (runtime/staged.py) is not supported yet")
         timings = profile_runs(exe, flat, self.num_threads, runs)
         return chrome_trace(exe, timings, num_threads=self.num_threads)
 
@@ -185,6 +196,12 @@ class Session:
                         raise
                     self._value_inputs.add(need.input_name)
                     continue
+                except DataDependentShape as need:
+                    from onnxc.runtime.staged import Stage
+
+                    if self._stage is None:
+                        self._stage = Stage(self._model, need, self._options, self.num_threads)
+                    return None
                 exe.load()
                 self._executables[key] = exe
                 return exe

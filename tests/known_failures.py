@@ -111,9 +111,6 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
     "the ONNX runner's comparison recurses into a sequence's 0-d elements and calls len() on them (a TypeError for any backend's correct output)": [
         'loop16_seq_none',
     ],
-    'Scan-8 (with a batch axis and sequence_lens) is not supported': [
-        'scan_sum',
-    ],
     'string tensors are not supported (no string element type; host functions planned)': [
         'equal_string', 'equal_string_broadcast', 'regex_full_match_basic',
         'regex_full_match_email_domain', 'regex_full_match_empty', 'string_concat',
@@ -173,13 +170,7 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
         'image_decoder_decode_jpeg_bgr', 'image_decoder_decode_jpeg_grayscale',
         'image_decoder_decode_jpeg_rgb', 'image_decoder_decode_png_rgb',
         'image_decoder_decode_pnm_rgb', 'image_decoder_decode_tiff_rgb',
-        'image_decoder_decode_webp_rgb', 'maxunpool_export_with_output_shape',
-        'maxunpool_export_without_output_shape', 'nonmaxsuppression_center_point_box_format',
-        'nonmaxsuppression_flipped_coordinates', 'nonmaxsuppression_identical_boxes',
-        'nonmaxsuppression_iou_threshold_boundary', 'nonmaxsuppression_limit_output_size',
-        'nonmaxsuppression_single_box', 'nonmaxsuppression_suppress_by_IOU',
-        'nonmaxsuppression_suppress_by_IOU_and_scores', 'nonmaxsuppression_two_batches',
-        'nonmaxsuppression_two_classes',
+        'image_decoder_decode_webp_rgb',
     ],
 }
 
