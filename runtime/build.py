@@ -174,16 +174,23 @@ def plan_for_model(model, feeds: dict):
 
     from onnxc.ir.errors import InputValueNeeded
 
-    shapes = {k: np.asarray(v).shape for k, v in feeds.items()}
+    from onnxc.frontend.containers import flatten_feed, structure_of
+
+    kinds = {s.name: s.kind for s in declared_inputs(model, None)}
+    shapes = {k: structure_of(kinds.get(k, "tensor"), v if kinds.get(k, "tensor") != "tensor"
+                              else np.asarray(v), k) for k, v in feeds.items()}
+    flat: dict = {}
+    for k, v in feeds.items():
+        flat.update(flatten_feed(kinds.get(k, "tensor"), k, v))
     values: dict = {}
     while True:
         try:
             graph = optimize_graph(model, shapes, CompileOptions(), values or None)
             return make_plan(graph)
         except InputValueNeeded as need:
-            if need.input_name in values or need.input_name not in feeds:
+            if need.input_name in values or need.input_name not in flat:
                 raise
-            values[need.input_name] = np.asarray(feeds[need.input_name])
+            values[need.input_name] = np.asarray(flat[need.input_name])
 
 
 def declared_inputs(proto: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None

@@ -160,7 +160,8 @@ def test_onnx_node_cases_on_cuda_sim(node_modules):
     for (case, feeds, outputs, plan, _), mod in zip(jobs, modules):
         try:
             outs = [np.empty(o.shape, o.dtype) for o in plan.outputs]
-            run_launches(sim, mod.launches, [np.ascontiguousarray(feeds[s.name])
+            flat = cuda_models.flat_feeds(case.model, feeds)
+            run_launches(sim, mod.launches, [np.ascontiguousarray(flat[s.name])
                                              for s in plan.inputs], outs,
                          [np.ascontiguousarray(c) for c in plan.constants], plan.arena_bytes)
             for got, want in zip(outs, outputs):
