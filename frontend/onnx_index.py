@@ -43,6 +43,8 @@ def _hardmax(ctx: ImportContext, node):
 @onnx_op("TopK")
 def _topk(ctx: ImportContext, node):
     x = ctx.input(0)
+    if ctx.opset >= 10 and ctx.input(1) is not None and ctx.const(1) is None:
+        raise data_dependent(ctx, node)  # K computed at run time: run on the host
     k = int(ctx.attr("k")) if ctx.opset < 10 else _int(ctx, 1, "K")
     attrs = {"k": k, "axis": int(ctx.attr("axis", -1)), "largest": int(ctx.attr("largest", 1))}
     return ctx.add("TopK", [x], attrs)

@@ -200,3 +200,43 @@ def test_non_zero_on_a_large_run_time_tensor():
     for _ in range(2):
         feeds = {"x": rng.random((16, 16), dtype=np.float32)}
         _same(sess.run(None, feeds), ref.run(None, feeds))
+
+
+def test_top_k_with_a_computed_k_and_a_saved_artifact(tmp_path):
+    """TopK whose K is computed from a big tensor: cut there; the artifact of such a session
+    keeps the model and runs after loading."""
+    nodes = [h.make_node("Greater", ["x", "zero"], ["mask"]),
+             h.make_node("Cast", ["mask"], ["m"], to=T.INT64),
+             h.make_node("ReduceSum", ["m"], ["k"], keepdims=1),
+             h.make_node("TopK", ["x", "k"], ["v", "i"], axis=0),
+             h.make_node("Relu", ["v"], ["y"])]
+    model = _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [200])],
+                   [h.make_tensor_value_info("y", T.FLOAT, None),
+                    h.make_tensor_value_info("i", T.INT64, None)],
+                   [h.make_tensor("zero", T.FLOAT, [], [0.0])])
+    sess, ref = onnxc.compile(model), _ort(model)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(200).astype(np.float32)
+    _same(sess.run(None, {"x": x}), ref.run(None, {"x": x}))
+    sess.save(tmp_path / "m.onnxc")
+    loaded = onnxc.load(tmp_path / "m.onnxc")
+    x = rng.standard_normal(200).astype(np.float32)
+    _same(loaded.run(None, {"x": x}), ref.run(None, {"x": x}))
+
+
+def test_sequence_session_saved_and_loaded(tmp_path):
+    """An artifact of a session with a sequence input keeps its specializations (keys with
+    sequence structure) and the model."""
+    model = _model([h.make_node("ConcatFromSequence", ["seq"], ["y"], axis=0)],
+                   [h.make_value_info("seq", FLOAT_SEQ)],
+                   [h.make_tensor_value_info("y", T.FLOAT, None)])
+    sess = onnxc.compile(model)
+    feeds = {"seq": [np.ones(2, np.float32), np.arange(3, dtype=np.float32)]}
+    want = np.concatenate(feeds["seq"])
+    _same(sess.run(None, feeds)[0], want)
+    sess.save(tmp_path / "s.onnxc")
+    loaded = onnxc.load(tmp_path / "s.onnxc")
+    assert len(loaded.executables) == 1
+    _same(loaded.run(None, feeds)[0], want)
+    assert len(loaded.executables) == 1  # the saved specialization was used
+    _same(loaded.run(None, {"seq": [np.ones(4, np.float32)]})[0], np.ones(4, np.float32))
