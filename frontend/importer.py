@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 
 from onnxc.ir import Graph, Value, limits
-from onnxc.ir.errors import InputValueNeeded, ModelError, OnnxcError, UnsupportedOpError
+from onnxc.ir.errors import (DataDependentShape, InputValueNeeded, ModelError, OnnxcError,
+                             UnsupportedOpError)
 from onnxc.ir.types import TensorType
 
 from .graph_check import check_and_sort
@@ -104,9 +105,20 @@ class ImportContext:
             raise self.error(f"input {k} ({what}) is required")
         self.const(k)
         if v.const is None:
-            raise self.unsupported(f"input {k} ({what}) must be a constant for now (it is "
-                                   f"computed at run time from {v.name!r})")
+            raise self.value_needed(k, what)
         return v.const
+
+    def value_needed(self, k: int, what: str) -> OnnxcError:
+        """For input k computed at run time: a small one makes the session compute it first
+        and specialize the rest of the model on its value (runtime/staged.py); a large one is
+        unsupported."""
+        v = self.input(k)
+        if isinstance(v, Value) and v.type.is_static and \
+                v.type.numel() <= MAX_SPECIALIZED_ELEMENTS:
+            return DataDependentShape(node_label(self.node), self.node.op_type, [],
+                                      value=self.node.input[k])
+        return self.unsupported(f"input {k} ({what}) must be a constant for now (it is "
+                                f"computed at run time from {v.name!r})")
 
     # -- attributes -----------------------------------------------------------------------
     def attr(self, name: str, default: Any = None) -> Any:

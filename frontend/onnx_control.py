@@ -100,10 +100,9 @@ def _loop(ctx: ImportContext, node):
     trip = ctx.const(0)
     cond_in = ctx.input(1)
     if ctx.input(0) is not None and trip is None:
-        raise ctx.unsupported("the trip count is computed at run time; only a constant one "
-                              "can be unrolled")
+        raise ctx.value_needed(0, "trip count")  # the session computes it and specializes
     if cond_in is not None and ctx.const(1) is None:
-        raise ctx.unsupported("the initial condition is computed at run time")
+        raise ctx.value_needed(1, "initial condition")
     limit = MAX_UNROLL if trip is None else int(np.asarray(trip).reshape(-1)[0])
     if limit > MAX_UNROLL:
         raise ctx.unsupported(f"{limit} iterations; onnxc unrolls at most {MAX_UNROLL}")

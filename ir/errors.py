@@ -72,7 +72,12 @@ class DataDependentShape(OnnxcError):
     runs on the host, and the part after it is compiled per observed shape (runtime/staged.py).
     """
 
-    def __init__(self, node: str, op: str, outputs: list[str]):
-        super().__init__(f"node {node!r} ({op}): its output shape depends on run-time values; "
-                         f"the session runs it on the host between compiled parts")
-        self.node, self.op, self.outputs = node, op, list(outputs)
+    def __init__(self, node: str, op: str, outputs: list[str], value: str | None = None):
+        if value is None:
+            message = (f"node {node!r} ({op}): its output shape depends on run-time values; "
+                       f"the session runs it on the host between compiled parts")
+        else:
+            message = (f"node {node!r} ({op}) needs the value of {value!r} (computed at run "
+                       f"time) to compile; the session computes it first and specializes on it")
+        super().__init__(message)
+        self.node, self.op, self.outputs, self.value = node, op, list(outputs), value

@@ -107,7 +107,10 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
         except InputValueNeeded as need:  # compiled per value of that input, on first run
             value_inputs.append(need.input_name)
             static = False
-        except DataDependentShape:  # cut there and compiled in parts, on first run
+        except DataDependentShape as need:  # cut there and compiled in parts, on first run
+            from onnxc.runtime.staged import check_cut
+
+            check_cut(proto, need)
             static = False
     if not static:
         check_ops(proto)  # unsupported ops are reported now, not on first run

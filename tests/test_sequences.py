@@ -240,3 +240,36 @@ def test_sequence_session_saved_and_loaded(tmp_path):
     _same(loaded.run(None, feeds)[0], want)
     assert len(loaded.executables) == 1  # the saved specialization was used
     _same(loaded.run(None, {"seq": [np.ones(4, np.float32)]})[0], np.ones(4, np.float32))
+
+
+def test_loop_with_a_computed_trip_count_and_range_with_a_computed_limit():
+    """Values needed at compile time but computed from tensor contents: the session computes
+    them first and specializes the rest of the model on them."""
+    body = h.make_graph(
+        [h.make_node("Identity", ["c_in"], ["c_out"]),
+         h.make_node("Mul", ["acc_in", "x"], ["acc_out"]),
+         h.make_node("Cast", ["i"], ["fi"], to=T.FLOAT)],
+        "body", [h.make_tensor_value_info("i", T.INT64, []),
+                 h.make_tensor_value_info("c_in", T.BOOL, []),
+                 h.make_tensor_value_info("acc_in", T.FLOAT, [20])],
+        [h.make_tensor_value_info("c_out", T.BOOL, []),
+         h.make_tensor_value_info("acc_out", T.FLOAT, [20]),
+         h.make_tensor_value_info("fi", T.FLOAT, [])])
+    nodes = [h.make_node("Greater", ["x", "zero"], ["pos"]),
+             h.make_node("Cast", ["pos"], ["pos_i"], to=T.INT64),
+             h.make_node("ReduceSum", ["pos_i"], ["n"], keepdims=0),
+             h.make_node("Loop", ["n", "", "one"], ["acc", "steps"], body=body),
+             h.make_node("Range", ["zero_i", "n", "one_i"], ["r"])]
+    model = _model(nodes, [h.make_tensor_value_info("x", T.FLOAT, [20])],
+                   [h.make_tensor_value_info("acc", T.FLOAT, [20]),
+                    h.make_tensor_value_info("steps", T.FLOAT, None),
+                    h.make_tensor_value_info("r", T.INT64, None)],
+                   [h.make_tensor("zero", T.FLOAT, [], [0.0]),
+                    h.make_tensor("one", T.FLOAT, [20], [1.0] * 20),
+                    h.make_tensor("zero_i", T.INT64, [], [0]),
+                    h.make_tensor("one_i", T.INT64, [], [1])])
+    sess, ref = onnxc.compile(model), _ort(model)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        feeds = {"x": (rng.standard_normal(20) * 0.5 + 1).astype(np.float32)}
+        _same(sess.run(None, feeds), ref.run(None, feeds), rtol=1e-4)
