@@ -87,8 +87,9 @@ class Session:
             return self._select(output_names, self._stage.run(flat))
         return self._select(output_names, self._regroup(exe, exe.run(flat, self.num_threads)))
 
-    def _prepare(self, input_feed: Mapping[str, Any]) -> tuple[Executable, list[np.ndarray]]:
-        """The executable for these feeds and its flat tensor feeds, in its input order."""
+    def _prepare(self, input_feed: Mapping[str, Any]) -> tuple[Executable | None, Any]:
+        """The executable for these feeds and its flat tensor feeds, in its input order; for
+        a model cut into stages (runtime/staged.py), None and the validated feeds by name."""
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
         exe = self._executable_for(feeds) if self._stage is None else None
         if exe is None:
@@ -302,7 +303,7 @@ def check_container_feed(spec: TensorSpec, value: Any):
     checked against the declared element type."""
     if value is None and spec.kind.startswith("optional"):
         return None
-    shape = spec.shape if spec.shape is not None else None
+    shape = spec.shape
     if spec.kind in ("sequence", "optional_sequence"):
         if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)):
             raise InputError(f"input {spec.name!r} is a sequence: feed a list of arrays, got "
