@@ -184,7 +184,8 @@ def test_onnx_node_cases_compile_with_nvcc(node_modules):
     picked, seen = [], set()
     for case, feeds, _, _, mod in jobs:
         key = (frozenset(n.op_type for n in case.model.graph.node),
-               tuple(sorted(str(np.asarray(v).dtype) for v in feeds.values())))
+               tuple(sorted(str(np.asarray(v).dtype)
+                            for v in cuda_models.flat_feeds(case.model, feeds).values())))
         if key not in seen:
             seen.add(key)
             picked.append(mod)
