@@ -14,11 +14,13 @@ import numpy as np
 import onnx
 
 from onnxc.ir import Graph, Value, limits
-from onnxc.ir.errors import InputValueNeeded, ModelError, OnnxcError, UnsupportedOpError
+from onnxc.ir.errors import (DataDependentShape, InputValueNeeded, ModelError, OnnxcError,
+                             UnsupportedOpError)
 from onnxc.ir.types import TensorType
 
 from .graph_check import check_and_sort
-from .onnx_types import tensor_to_array, value_info_type
+from .containers import Opt, Seq, element_name, kind_of
+from .onnx_types import dtype_from_onnx, tensor_to_array, value_info_type
 from .type_check import check_input_types
 
 log = logging.getLogger("onnxc.frontend")
@@ -103,9 +105,20 @@ class ImportContext:
             raise self.error(f"input {k} ({what}) is required")
         self.const(k)
         if v.const is None:
-            raise self.unsupported(f"input {k} ({what}) must be a constant for now (it is "
-                                   f"computed at run time from {v.name!r})")
+            raise self.value_needed(k, what)
         return v.const
+
+    def value_needed(self, k: int, what: str) -> OnnxcError:
+        """For input k computed at run time: a small one makes the session compute it first
+        and specialize the rest of the model on its value (runtime/staged.py); a large one is
+        unsupported."""
+        v = self.input(k)
+        if isinstance(v, Value) and v.type.is_static and \
+                v.type.numel() <= MAX_SPECIALIZED_ELEMENTS:
+            return DataDependentShape(node_label(self.node), self.node.op_type, [],
+                                      value=self.node.input[k])
+        return self.unsupported(f"input {k} ({what}) must be a constant for now (it is "
+                                f"computed at run time from {v.name!r})")
 
     # -- attributes -----------------------------------------------------------------------
     def attr(self, name: str, default: Any = None) -> Any:
@@ -214,6 +227,9 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
             continue  # an initializer listed as input (IR < 4): a constant, not a feed
         if vi.name in ctx.values:
             raise ModelError(f"graph input {vi.name!r} is declared twice")
+        if vi.type.WhichOneof("value") != "tensor_type":
+            ctx.values[vi.name] = _container_input(ctx, vi, input_shapes, input_values)
+            continue
         t = value_info_type(vi)
         if vi.name in input_shapes:
             shape = tuple(int(d) for d in input_shapes.pop(vi.name))
@@ -236,12 +252,14 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
     ctx.bound = bound
     import_nodes(ctx, ordered)
 
-    outputs = []
+    outputs, names = [], []
     for vi in g.output:
         if vi.name not in ctx.values:
             raise ModelError(f"graph output {vi.name!r} is not produced by any node")
-        outputs.append(ctx.values[vi.name])
-    graph.set_outputs(outputs, [vi.name for vi in g.output])
+        for name, v in _flat_outputs(vi.name, ctx.values[vi.name]):
+            outputs.append(v)
+            names.append(name)
+    graph.set_outputs(outputs, names)
     graph.prune()
     return graph
 
@@ -273,16 +291,60 @@ def import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto]) -> None:
                 raise ModelError(f"value {name!r} is produced twice", node=node.name,
                                  op=node.op_type)
             ctx.values[name] = outs[k]
+            if not isinstance(outs[k], Value):
+                continue  # a sequence or an optional
             if outs[k].producer is not None and id(outs[k]) not in ctx.bound:
                 ctx.graph.rename(outs[k], name)
             ctx.bound.add(id(outs[k]))
+
+
+def _container_input(ctx: ImportContext, vi: onnx.ValueInfoProto, input_shapes: dict,
+                     input_values: dict | None) -> Seq | Opt:
+    """A sequence or optional graph input, as graph inputs for its tensors: the session gives
+    its structure (element shapes; None for an absent optional) in ``input_shapes``."""
+    kind, elem = kind_of(vi.type)
+    if vi.name not in input_shapes:
+        raise ModelError(f"input {vi.name!r} is a {kind.replace('_', ' ')}: give its element "
+                         f"shapes (None for an absent optional) in input_shapes; a Session "
+                         f"does so from each run's feeds")
+    structure = input_shapes.pop(vi.name)
+    dtype = value_info_type(onnx.helper.make_value_info(vi.name, elem)).dtype \
+        if elem.tensor_type.HasField("shape") else \
+        dtype_from_onnx(elem.tensor_type.elem_type, f"input {vi.name!r}: ")
+    if kind.startswith("optional") and structure is None:
+        return Opt(None)
+
+    def tensor(name: str, shape) -> Value:
+        if input_values and name in input_values:
+            return ctx.graph.add_constant(np.asarray(input_values[name], dtype=dtype.np),
+                                          name=name)
+        return ctx.graph.add_input(name, TensorType(dtype, tuple(int(d) for d in shape)))
+
+    if kind in ("sequence", "optional_sequence"):
+        shapes = list(structure)[1:]
+        value = Seq([tensor(element_name(vi.name, k), s) for k, s in enumerate(shapes)], dtype)
+    else:
+        value = tensor(vi.name, structure)
+    return Opt(value) if kind.startswith("optional") else value
+
+
+def _flat_outputs(name: str, value) -> list[tuple[str, Value]]:
+    """(flat name, tensor) pairs of a graph output: a sequence's elements, an optional's
+    value when present."""
+    if isinstance(value, Opt):
+        value = value.value
+        if value is None:
+            return []
+    if isinstance(value, Seq):
+        return [(element_name(name, k), v) for k, v in enumerate(value)]
+    return [(name, value)]
 
 
 def _register_importers() -> None:
     """The importer modules register their ONNX ops on import."""
     from . import (onnx_attention, onnx_control, onnx_einsum, onnx_index,  # noqa: F401
                    onnx_math, onnx_misc, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
-                   onnx_rnn, onnx_shape_ops, onnx_signal)
+                   onnx_rnn, onnx_sequence, onnx_shape_ops, onnx_signal)
 
 
 def check_ops(model: onnx.ModelProto) -> None:

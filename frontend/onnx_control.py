@@ -15,6 +15,7 @@ import onnx
 
 from onnxc.ir import Value
 
+from .containers import Opt, Seq
 from .importer import ImportContext, import_nodes, onnx_op
 from .onnx_types import tensor_to_array
 
@@ -60,13 +61,23 @@ def _if(ctx: ImportContext, node):
     a, b = run_body(ctx, then_g, []), run_body(ctx, else_g, [])
     if c.type.rank:
         c = ctx.add1("Reshape", [c], {"shape": ()})
-    outs = []
-    for k, (x, y) in enumerate(zip(a, b)):
-        if x.type != y.type:
-            raise ctx.unsupported(f"the condition is computed at run time and the branches' "
-                                  f"output {k} differs ({x.type} vs {y.type})")
-        outs.append(ctx.add1("Where", [c, x, y]))
-    return outs
+    return [_select(ctx, c, x, y, k) for k, (x, y) in enumerate(zip(a, b))]
+
+
+def _select(ctx: ImportContext, c: Value, x, y, k: int):
+    """Where(c, x, y) over an If's outputs; sequences element by element."""
+    if isinstance(x, Opt) and isinstance(y, Opt) and (x.value is None) == (y.value is None):
+        return x if x.value is None else Opt(_select(ctx, c, x.value, y.value, k))
+    if isinstance(x, Seq) and isinstance(y, Seq) and len(x) == len(y):
+        return Seq([_select(ctx, c, u, v, k) for u, v in zip(x, y)], x.dtype)
+    if not (isinstance(x, Value) and isinstance(y, Value)):
+        raise ctx.unsupported(f"the condition is computed at run time and the branches' "
+                              f"output {k} differs in structure (sequence length or optional "
+                              f"presence)")
+    if x.type != y.type:
+        raise ctx.unsupported(f"the condition is computed at run time and the branches' "
+                              f"output {k} differs ({x.type} vs {y.type})")
+    return ctx.add1("Where", [c, x, y])
 
 
 def stack(ctx: ImportContext, parts: list[Value], axis: int = 0) -> Value:
@@ -89,10 +100,9 @@ def _loop(ctx: ImportContext, node):
     trip = ctx.const(0)
     cond_in = ctx.input(1)
     if ctx.input(0) is not None and trip is None:
-        raise ctx.unsupported("the trip count is computed at run time; only a constant one "
-                              "can be unrolled")
+        raise ctx.value_needed(0, "trip count")  # the session computes it and specializes
     if cond_in is not None and ctx.const(1) is None:
-        raise ctx.unsupported("the initial condition is computed at run time")
+        raise ctx.value_needed(1, "initial condition")
     limit = MAX_UNROLL if trip is None else int(np.asarray(trip).reshape(-1)[0])
     if limit > MAX_UNROLL:
         raise ctx.unsupported(f"{limit} iterations; onnxc unrolls at most {MAX_UNROLL}")
@@ -120,19 +130,58 @@ def _loop(ctx: ImportContext, node):
     return list(carried) + [stack(ctx, [s[k] for s in scans]) for k in range(n_scan)]
 
 
+def _take(ctx: ImportContext, x: Value, j: int, axis: int) -> Value:
+    """x[..., j, ...] along ``axis``, the axis dropped."""
+    part = ctx.add1("Slice", [x], {"starts": (j,), "ends": (j + 1,), "axes": (axis,),
+                                   "steps": None})
+    shape = tuple(d for k, d in enumerate(x.shape) if k != axis)
+    return ctx.add1("Reshape", [part], {"shape": shape})
+
+
 @onnx_op("Scan")
 def _scan(ctx: ImportContext, node):
-    if ctx.opset < 9:
-        raise ctx.unsupported("Scan before opset 9 (with a batch axis) is not supported")
     body = ctx.attr("body")
     n_in = int(ctx.attr("num_scan_inputs"))
+    if ctx.opset < 9:
+        return _scan8(ctx, node, body, n_in)
     ins = [ctx.input(k) for k in range(len(node.input))]
     states, xs = ins[:len(ins) - n_in], ins[len(ins) - n_in:]
-    in_axes = list(ctx.attr("scan_input_axes", [0] * n_in))
-    in_dirs = list(ctx.attr("scan_input_directions", [0] * n_in))
     n_out = len(node.output) - len(states)
-    out_axes = list(ctx.attr("scan_output_axes", [0] * n_out))
-    out_dirs = list(ctx.attr("scan_output_directions", [0] * n_out))
+    return _scan_steps(ctx, body, states, xs, list(ctx.attr("scan_input_axes", [0] * n_in)),
+                       list(ctx.attr("scan_input_directions", [0] * n_in)),
+                       list(ctx.attr("scan_output_axes", [0] * n_out)),
+                       list(ctx.attr("scan_output_directions", [0] * n_out)))
+
+
+def _scan8(ctx: ImportContext, node, body, n_in: int) -> list[Value]:
+    """Scan-8: every input has a leading batch axis (the scan axis is 1) and an optional
+    ``sequence_lens``; each batch entry is scanned on its own and the results stacked."""
+    ins = [ctx.input(k) for k in range(1, len(node.input))]
+    states, xs = ins[:len(ins) - n_in], ins[len(ins) - n_in:]
+    n_out = len(node.output) - len(states)
+    batch = xs[0].shape[0] if xs else states[0].shape[0]
+    if not isinstance(batch, int) or any(v.shape[0] != batch for v in states + xs):
+        raise ctx.error("the inputs differ in their batch dimension (axis 0)")
+    steps = {x.shape[1] for x in xs}
+    if ctx.input(0) is not None:
+        lens = ctx.require_const(0, "sequence_lens")
+        if any(int(n) not in steps for n in np.asarray(lens).reshape(-1)):
+            raise ctx.unsupported("sequence_lens shorter than the scan inputs is not supported "
+                                  "(every sequence must have the full length)")
+    dirs = list(ctx.attr("directions", [0] * n_in))
+    per_batch = []
+    for b in range(batch):
+        per_batch.append(_scan_steps(
+            ctx, body, [_take(ctx, v, b, 0) for v in states], [_take(ctx, x, b, 0) for x in xs],
+            [0] * n_in, dirs, [0] * n_out, [0] * n_out))
+    return [stack(ctx, [r[k] for r in per_batch]) for k in range(len(node.output))]
+
+
+def _scan_steps(ctx: ImportContext, body, states: list[Value], xs: list[Value],
+                in_axes: list[int], in_dirs: list[int], out_axes: list[int],
+                out_dirs: list[int]) -> list[Value]:
+    """Unrolled Scan-9+: final states, then the scan outputs stacked along their axes."""
+    n_out = len(out_axes)
     in_axes = [a % x.type.rank for a, x in zip(in_axes, xs)]
     lengths = {x.shape[a] for x, a in zip(xs, in_axes)}
     if len(lengths) != 1:
@@ -144,13 +193,8 @@ def _scan(ctx: ImportContext, node):
         raise ctx.unsupported("a Scan of zero iterations is not supported")
     per_step: list[list[Value]] = []
     for t in range(steps):
-        slices = []
-        for x, a, rev in zip(xs, in_axes, in_dirs):
-            j = steps - 1 - t if rev else t
-            part = ctx.add1("Slice", [x], {"starts": (j,), "ends": (j + 1,), "axes": (a,),
-                                           "steps": None})
-            shape = tuple(d for k, d in enumerate(x.shape) if k != a)
-            slices.append(ctx.add1("Reshape", [part], {"shape": shape}))
+        slices = [_take(ctx, x, steps - 1 - t if rev else t, a)
+                  for x, a, rev in zip(xs, in_axes, in_dirs)]
         outs = run_body(ctx, body, states + slices)
         states, ys = outs[:len(states)], outs[len(states):]
         per_step.append(ys)

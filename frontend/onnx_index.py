@@ -7,6 +7,7 @@ import numpy as np
 
 from onnxc.ir.dtypes import DType
 
+from .host_eval import data_dependent, evaluate_node
 from .importer import ImportContext, onnx_op, prod
 
 
@@ -42,6 +43,8 @@ def _hardmax(ctx: ImportContext, node):
 @onnx_op("TopK")
 def _topk(ctx: ImportContext, node):
     x = ctx.input(0)
+    if ctx.opset >= 10 and ctx.input(1) is not None and ctx.const(1) is None:
+        raise data_dependent(ctx, node)  # K computed at run time: run on the host
     k = int(ctx.attr("k")) if ctx.opset < 10 else _int(ctx, 1, "K")
     attrs = {"k": k, "axis": int(ctx.attr("axis", -1)), "largest": int(ctx.attr("largest", 1))}
     return ctx.add("TopK", [x], attrs)
@@ -94,9 +97,7 @@ def _scatternd(ctx: ImportContext, node):
 def _nonzero(ctx: ImportContext, node):
     x = ctx.const(0)
     if x is None:
-        raise ctx.unsupported("the output shape depends on the input values; only a constant "
-                              "input (or a graph input of at most 64 elements, which is "
-                              "compiled per value) is supported")
+        raise data_dependent(ctx, node)  # run on the host between compiled parts
     return [ctx.constant(np.array(np.nonzero(x), dtype=np.int64), node.output[0])]
 
 
@@ -104,9 +105,7 @@ def _nonzero(ctx: ImportContext, node):
 def _unique(ctx: ImportContext, node):
     x = ctx.const(0)
     if x is None:
-        raise ctx.unsupported("the output shapes depend on the input values; only a constant "
-                              "input (or a graph input of at most 64 elements, which is "
-                              "compiled per value) is supported")
+        raise data_dependent(ctx, node)  # run on the host between compiled parts
     axis = ctx.attr("axis")
     flat = x.reshape(-1) if axis is None else x
     values, first, inverse, counts = np.unique(flat, return_index=True, return_inverse=True,
@@ -191,3 +190,14 @@ def _tensor_scatter(ctx: ImportContext, node):
     picked = ctx.add1("GatherElements", [update, index], {"axis": axis})
     inside = ctx.add1("Expand", [inside], {"shape": tuple(cache.shape)})
     return [ctx.add1("Where", [inside, picked, cache])]
+
+
+@onnx_op("NonMaxSuppression")
+def _nms(ctx: ImportContext, node):
+    """Folded when boxes and scores are known at compile time (small graph inputs are
+    specialized on); else run on the host between compiled parts of the model."""
+    present = [k for k in range(len(node.input)) if ctx.input(k) is not None]
+    values = [ctx.const(k) if k in present else None for k in range(len(node.input))]
+    if any(values[k] is None for k in present):
+        raise data_dependent(ctx, node)
+    return [ctx.constant(evaluate_node(node, values, ctx.opset)[0], "selected_indices")]

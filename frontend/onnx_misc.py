@@ -7,6 +7,7 @@ import numpy as np
 from onnxc.ir.dtypes import DType
 from onnxc.ir.ops.nn import conv_output_size
 
+from .host_eval import data_dependent
 from .importer import ImportContext, onnx_op
 from .onnx_ops import _pool_attrs
 
@@ -92,9 +93,7 @@ def _compress(ctx: ImportContext, node):
     x = ctx.input(0)
     cond = ctx.const(1)
     if cond is None:
-        raise ctx.unsupported("the output shape depends on the condition's values; only a "
-                              "constant condition (or a graph input of at most 64 elements, "
-                              "compiled per value) is supported")
+        raise data_dependent(ctx, node)  # run on the host between compiled parts
     axis = ctx.attr("axis")
     if axis is None:
         x = ctx.add1("Reshape", [x], {"shape": (x.type.numel(),)})

@@ -253,3 +253,40 @@ def _rms_norm(ctx: ImportContext, node):
         y = ctx.add1("Cast", [y], {"to": x.dtype.value})
     return [ctx.add1("Mul", [y, scale])]
 
+
+
+@onnx_op("MaxUnpool")
+def _max_unpool(ctx: ImportContext, node):
+    """Zeros with X scattered at the flat indices I (as MaxPool's Indices give them) into the
+    inferred shape, then padded (or cropped) at the end to ``output_shape``, as onnx's
+    reference and its test data do."""
+    x, idx = ctx.input(0), ctx.input(1)
+    kernel = list(ctx.attr("kernel_shape"))
+    nd = len(kernel)
+    strides = list(ctx.attr("strides", [1] * nd))
+    pads = list(ctx.attr("pads", [0] * 2 * nd))
+    if x.type.rank != nd + 2 or idx.shape != x.shape:
+        raise ctx.error(f"needs X of rank {nd + 2} and indices of X's shape, got {x.type} and "
+                        f"{idx.type}")
+    if not all(isinstance(d, int) for d in x.shape):
+        raise ctx.unsupported("symbolic input dimensions")
+    inferred = list(x.shape[:2]) + [(x.shape[2 + k] - 1) * strides[k] - pads[k] - pads[nd + k]
+                                    + kernel[k] for k in range(nd)]
+    shape = inferred
+    if ctx.input(2) is not None:
+        shape = [int(d) for d in ctx.require_const(2, "output_shape").reshape(-1)]
+        if len(shape) != nd + 2:
+            raise ctx.error(f"output_shape {shape} must have {nd + 2} entries")
+    total = prod(inferred)
+    ctx.check_alloc((total,), x.dtype.itemsize, "MaxUnpool's output")
+    zeros = ctx.constant(np.zeros((total,), dtype=x.dtype.np), "unpool_zeros")
+    flat_idx = ctx.add1("Reshape", [idx], {"shape": (prod(x.shape),)})
+    if flat_idx.dtype != DType.int64:
+        flat_idx = ctx.add1("Cast", [flat_idx], {"to": "int64"})
+    flat_x = ctx.add1("Reshape", [x], {"shape": (prod(x.shape),)})
+    y = ctx.add1("ScatterElements", [zeros, flat_idx, flat_x], {"axis": 0, "reduction": "none"})
+    y = ctx.add1("Reshape", [y], {"shape": tuple(inferred)})
+    if shape != inferred:
+        grow = [0] * len(shape) + [s - i for s, i in zip(shape, inferred)]
+        y = ctx.add1("Pad", [y], {"pads": tuple(grow), "mode": "constant", "value": 0})
+    return [y]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxc.ir import Value
 from onnxc.ir.dtypes import DType
 from onnxc.ir.ops.nn import conv_output_size, pool_divisor
 
@@ -129,7 +130,10 @@ def _cast_like(ctx: ImportContext, node):
 
 @onnx_op("Identity")
 def _identity(ctx: ImportContext, node):
-    return ctx.add("Identity", [ctx.input(0)])
+    x = ctx.input(0)
+    if not isinstance(x, Value):  # a sequence or an optional passes through
+        return [x]
+    return ctx.add("Identity", [x])
 
 
 @onnx_op("Dropout")

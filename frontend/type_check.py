@@ -44,7 +44,7 @@ def check_input_types(node: onnx.NodeProto, values: dict[str, Value], opset: int
     if not formals:
         return
     for k, name in enumerate(node.input):
-        if not name or name not in values:
+        if not name or name not in values or not isinstance(values[name], Value):
             continue
         formal, allowed, _ = formals[min(k, len(formals) - 1)]
         if k >= len(formals) and not formals[-1][2]:

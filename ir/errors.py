@@ -63,3 +63,21 @@ class InputValueNeeded(OnnxcError):
         super().__init__(f"the value of input {input_name!r} must be known to compile; "
                          f"onnxc specializes on it at run time")
         self.input_name = input_name
+
+
+class DataDependentShape(OnnxcError):
+    """An op's output shape depends on run-time tensor values (NonZero, NonMaxSuppression...).
+
+    The session then cuts the model at that node: the part before it runs compiled, the node
+    runs on the host, and the part after it is compiled per observed shape (runtime/staged.py).
+    """
+
+    def __init__(self, node: str, op: str, outputs: list[str], value: str | None = None):
+        if value is None:
+            message = (f"node {node!r} ({op}): its output shape depends on run-time values; "
+                       f"the session runs it on the host between compiled parts")
+        else:
+            message = (f"node {node!r} ({op}) needs the value of {value!r} (computed at run "
+                       f"time) to compile; the session computes it first and specializes on it")
+        super().__init__(message)
+        self.node, self.op, self.outputs, self.value = node, op, list(outputs), value

@@ -11,9 +11,8 @@ from onnxc import frameworks
 from onnxc.frontend import ModelLike, load_model
 from onnxc.ir.errors import CompileError, ModelError, OnnxcError, UnsupportedOpError
 from onnxc.ir.limits import memory_limit
-from onnxc.frontend.onnx_types import value_info_type
-from onnxc.runtime.build import CompileOptions, build_executable, declared_inputs
-from onnxc.runtime.plan import TensorSpec
+from onnxc.runtime.build import (CompileOptions, build_executable, declared_inputs,
+                                 declared_output)
 from onnxc.runtime.session import Session
 
 if TYPE_CHECKING:
@@ -95,7 +94,7 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
              memory_limit_bytes: int | None = None, allow_tf32: bool = False,
              batch_tile: int | None = None) -> Session:
     from onnxc.frontend.importer import check_ops
-    from onnxc.ir.errors import InputValueNeeded
+    from onnxc.ir.errors import DataDependentShape, InputValueNeeded
 
     proto, _ = load_model(model)
     options = CompileOptions(target=target, opt_level=opt_level,
@@ -111,20 +110,28 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
     declared = declared_inputs(proto, input_shapes)
-    static = all(isinstance(d, int) for s in declared for d in s.shape)
+    static = all(s.kind == "tensor" and all(isinstance(d, int) for d in s.shape)
+                 for s in declared)
+    tensor_outputs = all(vi.type.WhichOneof("value") == "tensor_type" for vi in proto.graph.output)
     executables, graph = {}, None
     value_inputs = []
     if static:
         try:
             exe, graph = build_executable(proto, input_shapes, options)
             executables[tuple(s.shape for s in declared)] = exe
-            outputs = exe.outputs
+            outputs = exe.outputs if tensor_outputs else \
+                [declared_output(vi) for vi in proto.graph.output]
         except InputValueNeeded as need:  # compiled per value of that input, on first run
             value_inputs.append(need.input_name)
             static = False
+        except DataDependentShape as need:  # cut there and compiled in parts, on first run
+            from onnxc.runtime.staged import check_cut
+
+            check_cut(proto, need)
+            static = False
     if not static:
         check_ops(proto)  # unsupported ops are reported now, not on first run
-        outputs = [_declared_output(vi) for vi in proto.graph.output]
+        outputs = [declared_output(vi) for vi in proto.graph.output]
     session = Session(declared, outputs, options, model=proto, executables=executables,
                       num_threads=num_threads, graph=graph, value_inputs=value_inputs)
     if not static and not value_inputs:
@@ -197,21 +204,6 @@ def _naming_the_file(model: Any) -> Iterator[None]:
             if not exc.args[0].startswith(name):
                 exc.args = (f"{name}: {exc.args[0]}",) + exc.args[1:]
         raise
-
-
-def _declared_output(vi) -> TensorSpec:
-    """An output as the model declares it; its shape may be unknown until the first run."""
-    from onnxc.frontend.onnx_types import dtype_from_onnx
-
-    try:
-        t = value_info_type(vi)
-        return TensorSpec(vi.name, tuple(t.shape), t.dtype.value)
-    except OnnxcError:
-        try:
-            dtype = dtype_from_onnx(vi.type.tensor_type.elem_type).value
-        except OnnxcError:
-            dtype = "float32"
-        return TensorSpec(vi.name, (), dtype)
 
 
 def load(path: str | os.PathLike, num_threads: int | None = None) -> Session:

@@ -22,8 +22,14 @@ class OnnxcRep(BackendRep):
         else:
             if isinstance(inputs, np.ndarray):
                 inputs = [inputs]
-            feeds = {s.name: np.asarray(v) for s, v in zip(specs, inputs)}
+            feeds = {s.name: v if _container(s) else np.asarray(v)
+                     for s, v in zip(specs, inputs)}
         return tuple(self.session.run(None, feeds))
+
+
+def _container(spec) -> bool:
+    """A sequence or optional input: its feed (a list, or None) passes through as is."""
+    return spec.type.startswith(("seq(", "optional("))
 
 
 class OnnxcBackend(Backend):

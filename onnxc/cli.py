@@ -326,15 +326,15 @@ def _random_feeds(session: Any, given: dict[str, Any], seed: int,
     for info in session.get_inputs():
         if info.name in given:
             continue
+        elem = re.fullmatch(r"tensor\((\w+)\)", str(info.type))
+        dtype = _ONNX_TYPES.get(elem.group(1) if elem else "")
+        if dtype is None:  # also sequences and optionals
+            raise _UsageError(f"cannot make random data for input {info.name!r} of type "
+                              f"{info.type}; feed it with --input")
         shape = shapes[info.name] if info.name in shapes else tuple(info.shape)
         if not all(isinstance(d, int) and d >= 0 for d in shape):
             raise _UsageError(f"input {info.name!r} has symbolic shape {list(info.shape)}; "
                               f"give one with --input-shape {info.name}=D0,D1,...")
-        elem = re.fullmatch(r"tensor\((\w+)\)", str(info.type))
-        dtype = _ONNX_TYPES.get(elem.group(1) if elem else "")
-        if dtype is None:
-            raise _UsageError(f"cannot make random data for input {info.name!r} of type "
-                              f"{info.type}; feed it with --input")
         feeds[info.name] = random_array(rng, shape, dtype)
     return feeds
 

@@ -26,11 +26,15 @@ VERSION = 1
 
 
 def _spec(s: TensorSpec) -> dict:
-    return {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}
+    d = {"name": s.name, "shape": None if s.shape is None else list(s.shape), "dtype": s.dtype}
+    if s.kind != "tensor":
+        d["kind"] = s.kind
+    return d
 
 
 def _unspec(d: dict) -> TensorSpec:
-    return TensorSpec(d["name"], tuple(d["shape"]), d["dtype"])
+    shape = None if d["shape"] is None else tuple(d["shape"])
+    return TensorSpec(d["name"], shape, d["dtype"], d.get("kind", "tensor"))
 
 
 _NARROW = {d.value for d in DType
@@ -82,8 +86,10 @@ def save_artifact(path: str | os.PathLike, session) -> None:
             "launches": [vars(ln) for ln in exe.launches] if exe.launches else None,
             "index_checks": exe.index_checks,
         })
-    static = all(isinstance(d, int) for s in session.input_specs for d in s.shape)
-    if session.model is not None and (not static or session.value_inputs):
+    static = all(s.kind == "tensor" and all(isinstance(d, int) for d in s.shape)
+                 for s in session.input_specs)
+    if session.model is not None and (not static or session.value_inputs or
+                                      not session.executables):
         files["model.onnx"] = session.model.SerializeToString()
     opts = session.options
     manifest = {

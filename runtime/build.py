@@ -180,16 +180,23 @@ def plan_for_model(model, feeds: dict):
 
     from onnxc.ir.errors import InputValueNeeded
 
-    shapes = {k: np.asarray(v).shape for k, v in feeds.items()}
+    from onnxc.frontend.containers import flatten_feed, structure_of
+
+    kinds = {s.name: s.kind for s in declared_inputs(model, None)}
+    shapes = {k: structure_of(kinds.get(k, "tensor"), v if kinds.get(k, "tensor") != "tensor"
+                              else np.asarray(v), k) for k, v in feeds.items()}
+    flat: dict = {}
+    for k, v in feeds.items():
+        flat.update(flatten_feed(kinds.get(k, "tensor"), k, v))
     values: dict = {}
     while True:
         try:
             graph = optimize_graph(model, shapes, CompileOptions(), values or None)
             return make_plan(graph)
         except InputValueNeeded as need:
-            if need.input_name in values or need.input_name not in feeds:
+            if need.input_name in values or need.input_name not in flat:
                 raise
-            values[need.input_name] = np.asarray(feeds[need.input_name])
+            values[need.input_name] = np.asarray(flat[need.input_name])
 
 
 def declared_inputs(proto: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None
@@ -201,8 +208,43 @@ def declared_inputs(proto: onnx.ModelProto, input_shapes: Mapping[str, Sequence[
     for vi in proto.graph.input:
         if vi.name in inits:
             continue
+        if vi.type.WhichOneof("value") != "tensor_type":
+            specs.append(container_spec(vi))
+            continue
         t = value_info_type(vi)
         shape = tuple(input_shapes[vi.name]) if input_shapes and vi.name in input_shapes \
             else t.shape
         specs.append(TensorSpec(vi.name, tuple(shape), t.dtype.value))
     return specs
+
+
+def container_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
+    """The spec of a sequence or optional input/output: its kind and element tensor type."""
+    from onnxc.frontend.containers import kind_of
+    from onnxc.frontend.onnx_types import dtype_from_onnx
+
+    kind, elem = kind_of(vi.type)
+    tt = elem.tensor_type
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or f"d{k}")
+                      for k, d in enumerate(tt.shape.dim))
+    return TensorSpec(vi.name, shape, dtype_from_onnx(tt.elem_type).value, kind)
+
+
+def declared_output(vi: onnx.ValueInfoProto) -> TensorSpec:
+    """An output as the model declares it; its shape may be unknown until the first run."""
+    from onnxc.frontend.onnx_types import dtype_from_onnx
+    from onnxc.ir.errors import OnnxcError
+
+    if vi.type.WhichOneof("value") not in ("tensor_type", None):
+        return container_spec(vi)
+    try:
+        t = value_info_type(vi)
+        return TensorSpec(vi.name, tuple(t.shape), t.dtype.value)
+    except OnnxcError:
+        try:
+            dtype = dtype_from_onnx(vi.type.tensor_type.elem_type).value
+        except OnnxcError:
+            dtype = "float32"
+        return TensorSpec(vi.name, (), dtype)

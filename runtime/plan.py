@@ -39,6 +39,10 @@ class TensorSpec:
     name: str
     shape: tuple
     dtype: str
+    # "tensor", or a model input/output of kind "sequence", "optional", "optional_sequence"
+    # (frontend.containers): then shape and dtype are the (element) tensor's, shape None
+    # when the model does not declare it
+    kind: str = "tensor"
 
 
 @dataclass

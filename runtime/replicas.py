@@ -24,7 +24,7 @@ def compile_replicas(proto: onnx.ModelProto, devices: list[Device], specs: list[
                      options: CompileOptions, executor: str, num_threads: int | None,
                      input_shapes: Mapping[str, Sequence[int]] | None,
                      executor_options: Mapping[str, Any] | None) -> "ReplicatedSession":
-    from onnxc.api import _declared_output
+    from onnxc.runtime.build import declared_output
     from onnxc.runtime.build import declared_inputs
     from onnxc.runtime.placed import memory_needed
 
@@ -34,7 +34,7 @@ def compile_replicas(proto: onnx.ModelProto, devices: list[Device], specs: list[
         raise CompileError(f"data parallelism splits axis 0 of every input between replicas; "
                            f"input(s) {static} have a static (or no) batch dim: export the "
                            f"model with a symbolic batch dim")
-    outputs = [_declared_output(vi) for vi in proto.graph.output]
+    outputs = [declared_output(vi) for vi in proto.graph.output]
     replicas = [Session(symbolic, outputs, CompileOptions(
         target=d.target, opt_level=options.opt_level,
         disabled_passes=options.disabled_passes), model=proto, num_threads=num_threads,

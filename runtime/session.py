@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from onnxc.ir import Graph
-from onnxc.ir.errors import InputError, InputValueNeeded
+from onnxc.ir.errors import DataDependentShape, InputError, InputValueNeeded
 from onnxc.runtime.build import CompileOptions, build_executable
 from onnxc.runtime.executable import Executable, check_feed
 from onnxc.runtime.plan import TensorSpec
@@ -38,6 +38,16 @@ def _ort_type(dtype: str) -> str:
     names = {"float32": "float", "float64": "double", "bool": "bool",
              "float8_e8m0fnu": "float8e8m0", "float4_e2m1fn": "float4e2m1"}
     return f"tensor({names.get(dtype, dtype.replace('_', ''))})"
+
+
+def _node_arg(s: TensorSpec) -> NodeArg:
+    """onnxruntime's spelling: ``seq(tensor(float))``, ``optional(tensor(float))``..."""
+    t = _ort_type(s.dtype)
+    if s.kind in ("sequence", "optional_sequence"):
+        t = f"seq({t})"
+    if s.kind.startswith("optional"):
+        t = f"optional({t})"
+    return NodeArg(s.name, list(s.shape) if s.shape is not None else None, t)
 
 
 def default_threads() -> int:
@@ -68,19 +78,22 @@ class Session:
         self._batch, self._no_batch = batch_symbol(inputs) \
             if batch_tiling and options.batch_tile != 0 else \
             (None, "batch tiling is off for this session")
+        if any(o.kind != "tensor" for o in outputs):
+            self._batch, self._no_batch = None, "sequence or optional outputs are not tiled"
         self._tilings: dict[tuple, Tiling] = dict(tilings or {})
         self._untiled: dict[tuple, str] = dict(untiled or {})
         self._last_tiling: tuple | None = None
+        self._stage = None  # a runtime.staged.Stage when the model is cut at a node
         self.num_threads = int(num_threads or default_threads())
         if self.num_threads < 1:
             raise ValueError("num_threads must be >= 1")
 
     # -- onnxruntime-style queries ---------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
-        return [NodeArg(s.name, list(s.shape), _ort_type(s.dtype)) for s in self._inputs]
+        return [_node_arg(s) for s in self._inputs]
 
     def get_outputs(self) -> list[NodeArg]:
-        return [NodeArg(s.name, list(s.shape), _ort_type(s.dtype)) for s in self._outputs]
+        return [_node_arg(s) for s in self._outputs]
 
     # -- running ---------------------------------------------------------------------------
     def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, Any],
@@ -95,9 +108,29 @@ class Session:
             outs = run_tiled(tiling, exe_tile, self._executables[tiling.key_one], ordered,
                              self.num_threads)
             return self._select(output_names, outs)
-        exe = self._executable_for(feeds)
-        return self._select(output_names,
-                            exe.run([feeds[s.name] for s in exe.inputs], self.num_threads))
+        exe, flat = self._prepare(feeds)
+        if exe is None:  # cut at an op whose output shape depends on values
+            return self._select(output_names, self._stage.run(flat))
+        return self._select(output_names, self._regroup(exe, exe.run(flat, self.num_threads)))
+
+    def _prepare(self, feeds: dict[str, Any]) -> tuple[Executable | None, Any]:
+        """The executable for these validated feeds and its flat tensor feeds, in its input
+        order; for a model cut into stages (runtime/staged.py), None and the feeds by name."""
+        exe = self._executable_for(feeds) if self._stage is None else None
+        if exe is None:
+            return None, feeds
+        flat = _flatten(self._inputs, feeds)
+        return exe, [flat[s.name] for s in exe.inputs]
+
+    def _regroup(self, exe: Executable, outs: list[np.ndarray]) -> list:
+        """The model's outputs from the executable's flat ones: a list for a sequence, None
+        for an absent optional."""
+        if all(s.kind == "tensor" for s in self._outputs):
+            return outs
+        from onnxc.frontend.containers import regroup
+
+        flat = {s.name: o for s, o in zip(exe.outputs, outs)}
+        return [regroup(s.kind, s.name, flat) for s in self._outputs]
 
     def _check_batch_memory(self, tiling: Tiling, exe_tile: Executable,
                             feed: np.ndarray) -> None:
@@ -127,7 +160,7 @@ class Session:
     def _tiling_for(self, feeds: dict[str, np.ndarray]) -> Tiling | None:
         """The tile programs for these feeds' non-batch shapes, compiled on first use; None
         when the model is not run by tiles (the reason is kept for describe())."""
-        if self._batch is None or self._value_inputs:
+        if self._batch is None or self._value_inputs or self._stage is not None:
             return None
         shapes = tuple(feeds[s.name].shape[1:] for s in self._inputs)
         last = self._last_tiling  # (shapes past dim 0, tiling): the common case, one lookup
@@ -189,8 +222,11 @@ class Session:
         feeds = dict(zip((s.name for s in self._inputs), self._validate(input_feed)))
         tiling = self._tiling_for(feeds)
         if tiling is None:
-            exe = self._executable_for(feeds)
-            return exe, [feeds[s.name] for s in exe.inputs]
+            exe, flat = self._prepare(feeds)
+            if exe is None:
+                raise InputError("profiling a model cut at an op whose output shape depends "
+                                 "on values (runtime/staged.py) is not supported yet")
+            return exe, flat
         exe = self._executables[tiling.key_tile]
         ordered = [feeds[s.name] for s in exe.inputs]
         if ordered[tiling.batched_inputs[0]].shape[0] < tiling.tile:
@@ -220,9 +256,12 @@ class Session:
         if missing:
             raise InputError(f"missing input(s) {missing}; the model's inputs are {names}",
                              input_name=missing[0])
-        feeds = [check_feed(s, input_feed[s.name]) for s in self._inputs]
+        feeds = [check_feed(s, input_feed[s.name]) if s.kind == "tensor" else
+                 check_container_feed(s, input_feed[s.name]) for s in self._inputs]
         bound: dict[str, tuple[int, str]] = {}
         for s, f in zip(self._inputs, feeds):
+            if s.kind != "tensor":
+                continue
             for want, got in zip(s.shape, f.shape):
                 if isinstance(want, str):
                     if want in bound and bound[want][0] != got:
@@ -232,10 +271,11 @@ class Session:
                     bound[want] = (got, s.name)
         return feeds
 
-    def _key(self, feeds: dict[str, np.ndarray]) -> tuple:
-        shapes = tuple(tuple(feeds[s.name].shape) for s in self._inputs)
-        values = tuple((n, tuple(feeds[n].reshape(-1).tolist()))
-                       for n in sorted(self._value_inputs))
+    def _key(self, feeds: dict[str, Any]) -> tuple:
+        shapes = tuple(_structure(s, feeds[s.name]) for s in self._inputs)
+        flat = _flatten(self._inputs, feeds)
+        values = tuple((n, tuple(flat[n].reshape(-1).tolist()))
+                       for n in sorted(self._value_inputs) if n in flat)
         return shapes if not values else shapes + (("values",) + values,)
 
     def _executable_for(self, feeds: dict[str, np.ndarray]) -> Executable:
@@ -252,8 +292,9 @@ class Session:
                     raise InputError(f"this artifact was compiled for input shapes "
                                      f"{list(self._executables)}, not {list(key)}, and holds "
                                      f"no model to compile new shapes from")
-                fixed = {s.name: feeds[s.name].shape for s in self._inputs}
-                values = {n: feeds[n] for n in self._value_inputs}
+                fixed = {s.name: _structure(s, feeds[s.name]) for s in self._inputs}
+                flat = _flatten(self._inputs, feeds)
+                values = {n: flat[n] for n in self._value_inputs if n in flat}
                 try:
                     exe, self._graph = build_executable(self._model, fixed, self._options, values)
                 except InputValueNeeded as need:
@@ -261,6 +302,12 @@ class Session:
                         raise
                     self._value_inputs.add(need.input_name)
                     continue
+                except DataDependentShape as need:
+                    from onnxc.runtime.staged import Stage
+
+                    if self._stage is None:
+                        self._stage = Stage(self._model, need, self._options, self.num_threads)
+                    return None
                 exe.load()
                 self._executables[key] = exe
                 return exe
@@ -271,7 +318,8 @@ class Session:
         specs = []
         for key, exe in self._executables.items():
             specs.append({
-                "input_shapes": [list(s) for s in key if s[:1] != ("values",)],
+                "input_shapes": [None if s is None else list(s) for s in key
+                                 if s is None or s[:1] != ("values",)],
                 "kernels": [{"name": k.name, "symbol": k.symbol, "nodes": k.nodes, "ops": k.ops,
                              "device": k.device} for k in exe.kernels],
                 "arena_bytes": exe.arena_bytes,
@@ -357,6 +405,51 @@ class Session:
     @property
     def output_specs(self) -> list[TensorSpec]:
         return list(self._outputs)
+
+
+def _structure(spec: TensorSpec, feed: Any):
+    """What a feed's executable is specialized on: its shape, or a sequence/optional's
+    structure (frontend.containers.structure_of)."""
+    if spec.kind == "tensor":
+        return tuple(feed.shape)
+    from onnxc.frontend.containers import structure_of
+
+    return structure_of(spec.kind, feed, spec.name)
+
+
+def _flatten(specs: Sequence[TensorSpec], feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Tensor feeds by graph-input name: sequence elements as ``name[k]``."""
+    if all(s.kind == "tensor" for s in specs):
+        return feeds
+    from onnxc.frontend.containers import flatten_feed
+
+    flat: dict[str, np.ndarray] = {}
+    for s in specs:
+        flat.update(flatten_feed(s.kind, s.name, feeds[s.name]))
+    return flat
+
+
+def check_container_feed(spec: TensorSpec, value: Any):
+    """A sequence feed (a list of arrays) or an optional one (None when absent), each tensor
+    checked against the declared element type."""
+    if value is None and spec.kind.startswith("optional"):
+        return None
+    shape = spec.shape
+    if spec.kind in ("sequence", "optional_sequence"):
+        if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)):
+            raise InputError(f"input {spec.name!r} is a sequence: feed a list of arrays, got "
+                             f"{type(value).__name__}", input_name=spec.name)
+        return [_check_element(TensorSpec(f"{spec.name}[{k}]", shape, spec.dtype), e)
+                for k, e in enumerate(value)]
+    return _check_element(TensorSpec(spec.name, shape, spec.dtype), value)
+
+
+def _check_element(spec: TensorSpec, value: Any) -> np.ndarray:
+    if spec.shape is None:  # undeclared shape: only the element type is checked
+        arr = np.asarray(value)
+        return check_feed(TensorSpec(spec.name, tuple(f"d{k}" for k in range(arr.ndim)),
+                                     spec.dtype), arr)
+    return check_feed(spec, value)
 
 
 def specs_from_names(pairs: Iterable[tuple[str, list, str]]) -> list[TensorSpec]:

@@ -49,6 +49,10 @@ class Tiling:
 
 def batch_symbol(inputs: Sequence[TensorSpec]) -> tuple[str | None, str]:
     """(the batch symbol, "") or (None, why the inputs have none to tile over)."""
+    containers = [s.name for s in inputs if getattr(s, "kind", "tensor") != "tensor"]
+    if containers:
+        return None, (f"input(s) {containers} are sequences or optionals; batch tiling "
+                      f"covers tensor inputs only")
     leading = {s.shape[0] for s in inputs if s.shape and isinstance(s.shape[0], str)}
     if not leading:
         return None, "no input has a symbolic leading (batch) dim"

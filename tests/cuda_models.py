@@ -194,13 +194,20 @@ def node_cases() -> list[tuple[object, dict, list[np.ndarray]]]:
     def array(x) -> np.ndarray:
         return numpy_helper.to_array(x) if isinstance(x, TensorProto) else np.asarray(x)
 
+    def structured(x):  # a sequence feed stays a list, an absent optional None
+        return None if x is None else [array(e) for e in x] if isinstance(x, list) else array(x)
+
+    def flat(outputs) -> list[np.ndarray]:  # the compiled plan's outputs: sequences flattened
+        return [e for o in outputs for e in (o if isinstance(o, list) else
+                                             [] if o is None else [o])]
+
     selected = []
     for case in cases:
         if case.name[len("test_"):] in NODE_KNOWN_NAMES:
             continue
         for inputs, outputs in case.data_sets:
-            feeds = dict(zip([i.name for i in case.model.graph.input], map(array, inputs)))
-            selected.append((case, feeds, [array(o) for o in outputs]))
+            feeds = dict(zip([i.name for i in case.model.graph.input], map(structured, inputs)))
+            selected.append((case, feeds, flat([structured(o) for o in outputs])))
     return selected
 
 
@@ -213,6 +220,19 @@ def all_node_case_names() -> list[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return [case.name for case in cases_module.collect_testcases()]
+
+
+def flat_feeds(model: onnx.ModelProto, feeds: dict) -> dict[str, np.ndarray]:
+    """Feeds by compiled-plan input name: sequence elements as ``name[k]`` (as the Session
+    flattens them)."""
+    from onnxc.frontend.containers import flatten_feed, kind_of
+
+    flat: dict[str, np.ndarray] = {}
+    for vi in model.graph.input:
+        if vi.name in feeds:
+            kind = kind_of(vi.type)[0] if vi.type.WhichOneof("value") else "tensor"
+            flat.update(flatten_feed(kind, vi.name, feeds[vi.name]))
+    return flat
 
 
 def reference(model: onnx.ModelProto, feeds: dict, name: str = "") -> list[np.ndarray]:

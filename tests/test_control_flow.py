@@ -96,7 +96,9 @@ def test_scan_reverse_with_output_axis() -> None:
     check_vs_ort(model, feeds)
 
 
-def test_loop_with_run_time_trip_count_is_refused() -> None:
+def test_loop_with_run_time_trip_count_is_computed_first() -> None:
+    """The trip count comes from the tensor's contents: the session computes it, then
+    compiles the loop unrolled for that count (runtime/staged.py)."""
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond"], ["cond_out"]),
          helper.make_node("Identity", ["v"], ["v_out"])], "body",
@@ -110,5 +112,29 @@ def test_loop_with_run_time_trip_count_is_refused() -> None:
              helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)]
     model = _model(nodes, [helper.make_tensor_value_info("x", F, [100])],
                    [helper.make_tensor_value_info("y", F, [100])])
-    with pytest.raises(UnsupportedOpError, match="trip count is computed at run time"):
+    for seed in range(2):
+        x = (np.random.default_rng(seed).random(100) * 5).astype(np.float32)
+        check_vs_ort(model, {"x": x})
+
+
+def test_data_dependent_shape_inside_a_loop_body_is_refused() -> None:
+    """A cut can only be made between top-level nodes: NonZero on a run-time tensor inside a
+    Loop body is refused at compile time, naming the node."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"]),
+         helper.make_node("NonZero", ["v"], ["nz"], name="nz_in_body"),
+         helper.make_node("Identity", ["v"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v", F, [100])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", F, [100]),
+         helper.make_tensor_value_info("nz", TensorProto.INT64, None)])
+    nodes = [helper.make_node("Loop", ["n", "", "x"], ["y", "nzs"], body=body)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", F, [100])],
+                   [helper.make_tensor_value_info("y", F, [100]),
+                    helper.make_tensor_value_info("nzs", TensorProto.INT64, None)],
+                   )
+    model.graph.initializer.append(helper.make_tensor("n", TensorProto.INT64, [], [2]))
+    with pytest.raises(UnsupportedOpError, match="nz_in_body.*inside a control-flow body"):
         onnxc.compile(model)

@@ -165,7 +165,8 @@ def test_onnx_node_cases_on_cuda_sim(node_modules, record_property):
     for (case, feeds, outputs, plan, _), mod in zip(jobs, modules):
         try:
             outs = [np.empty(o.shape, o.dtype) for o in plan.outputs]
-            run_launches(sim, mod.launches, [np.ascontiguousarray(feeds[s.name])
+            flat = cuda_models.flat_feeds(case.model, feeds)
+            run_launches(sim, mod.launches, [np.ascontiguousarray(flat[s.name])
                                              for s in plan.inputs], outs,
                          [np.ascontiguousarray(c) for c in plan.constants], plan.arena_bytes)
             for got, want in zip(outs, outputs):
@@ -198,7 +199,8 @@ def test_onnx_node_cases_compile_with_nvcc(node_modules):
     picked, seen = [], set()
     for case, feeds, _, _, mod in jobs:
         key = (frozenset(n.op_type for n in case.model.graph.node),
-               tuple(sorted(str(np.asarray(v).dtype) for v in feeds.values())))
+               tuple(sorted(str(np.asarray(v).dtype)
+                            for v in cuda_models.flat_feeds(case.model, feeds).values())))
         if key not in seen:
             seen.add(key)
             picked.append(mod)
