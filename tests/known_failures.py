@@ -102,8 +102,7 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
     'float16 Attention differs from the reference by 1-2 float16 ulps (onnxc computes in float32 inside a kernel and rounds at stores; the reference rounds every op), above rtol 1e-3': [
         'attention_4d_causal_fp16', 'attention_4d_causal_fp16_expanded', 'attention_4d_fp16',
         'attention_4d_fp16_expanded', 'attention_4d_gqa_with_past_and_present_fp16',
-        'attention_4d_gqa_with_past_and_present_fp16_expanded', 'causal_conv_with_state_fp16',
-        'causal_conv_with_state_silu_fp16', 'flexattention_fp16', 'linear_attention_fp16',
+        'attention_4d_gqa_with_past_and_present_fp16_expanded',
     ],
     "the expected inverse DFT holds numpy's float32 FFT rounding noise (1.9e-7) where the exact result is 0; onnxc's float64 DFT gives ~1e-14, outside atol 1e-7": [
         'dft_inverse', 'dft_inverse_opset19',
@@ -154,23 +153,6 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
         'ai_onnx_ml_label_encoder_tensor_mapping',
         'ai_onnx_ml_label_encoder_tensor_value_only_mapping',
         'ai_onnx_ml_tree_ensemble_set_membership', 'ai_onnx_ml_tree_ensemble_single_tree',
-    ],
-    'ops without an importer whose ONNX function body is not expanded yet': [
-        'causal_conv_with_state_b1_c1_degenerate', 'causal_conv_with_state_basic',
-        'causal_conv_with_state_decode_step', 'causal_conv_with_state_kernel_size_one',
-        'causal_conv_with_state_short_input_no_past_state', 'causal_conv_with_state_silu',
-        'causal_conv_with_state_silu_with_past_state', 'causal_conv_with_state_swish_alias',
-        'causal_conv_with_state_with_bias', 'causal_conv_with_state_with_bias_and_past_state',
-        'causal_conv_with_state_with_past_state', 'flexattention', 'flexattention_causal_mask',
-        'flexattention_diff_head_sizes', 'flexattention_double', 'flexattention_gqa',
-        'flexattention_prob_mod', 'flexattention_relative_positional', 'flexattention_scaled',
-        'flexattention_score_mod', 'flexattention_soft_cap', 'linear_attention_decode_step',
-        'linear_attention_delta', 'linear_attention_explicit_scale', 'linear_attention_gated',
-        'linear_attention_gated_delta', 'linear_attention_gated_delta_beta_scalar',
-        'linear_attention_gated_delta_gqa', 'linear_attention_gated_delta_mqa',
-        'linear_attention_gated_per_head_decay', 'linear_attention_linear',
-        'linear_attention_linear_t1_no_past', 'linear_attention_no_past_explicit_zeros',
-        'linear_attention_prefill_with_past',
     ],
     'training ops and training mode (ai.onnx.preview.training, BatchNormalization/Dropout training_mode) are not supported': [
         'adagrad', 'adagrad_multiple', 'adam', 'adam_multiple', 'batchnorm_epsilon_training_mode',
