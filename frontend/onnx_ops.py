@@ -268,10 +268,10 @@ def _lrn(ctx: ImportContext, node):
 @onnx_op("BatchNormalization")
 def _batchnorm(ctx: ImportContext, node):
     """Inference BatchNorm as y = x * s + t with s = scale / sqrt(var + eps), t = b - mean * s."""
-    if ctx.attr("training_mode", 0):
-        raise ctx.unsupported("training_mode=1 is not supported; export in inference mode")
-    if any(node.output[1:]):
-        raise ctx.unsupported("running mean/var outputs (training) are not supported")
+    # Training: opset 14+ says so with training_mode; before, the extra outputs did.
+    if ctx.attr("training_mode", 0) or (ctx.opset < 14 and any(node.output[1:])):
+        from .onnx_training import batchnorm_training
+        return batchnorm_training(ctx, node)[:len(node.output)]
     x, scale, bias, mean, var = (ctx.input(k) for k in range(5))
     eps = ctx.constant(np.array(ctx.attr("epsilon", 1e-5), dtype=x.dtype.np))
     if x.type.rank < 2:

@@ -155,8 +155,6 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
         'ai_onnx_ml_tree_ensemble_set_membership', 'ai_onnx_ml_tree_ensemble_single_tree',
     ],
     'training ops and training mode (ai.onnx.preview.training, BatchNormalization/Dropout training_mode) are not supported': [
-        'adagrad', 'adagrad_multiple', 'adam', 'adam_multiple', 'batchnorm_epsilon_training_mode',
-        'batchnorm_example_training_mode', 'momentum', 'momentum_multiple', 'nesterov_momentum',
         'training_dropout', 'training_dropout_default', 'training_dropout_default_mask',
         'training_dropout_mask',
     ],
