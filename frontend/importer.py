@@ -326,9 +326,10 @@ def _import_function(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
 
 def _register_importers() -> None:
     """The importer modules register their ONNX ops on import."""
-    from . import (onnx_attention, onnx_control, onnx_einsum, onnx_index,  # noqa: F401
-                   onnx_math, onnx_misc, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
-                   onnx_rnn, onnx_shape_ops, onnx_signal, onnx_training)
+    from . import (onnx_attention, onnx_control, onnx_deform,  # noqa: F401
+                   onnx_einsum, onnx_index, onnx_math, onnx_misc, onnx_nn, onnx_ops,
+                   onnx_quant, onnx_random, onnx_resize, onnx_rnn, onnx_shape_ops,
+                   onnx_signal, onnx_training)
 
 
 def check_ops(model: onnx.ModelProto) -> None:

@@ -122,10 +122,12 @@ def _dropout(ctx: ImportContext, node):
     x = ctx.input(0)
     training = ctx.const(2) if ctx.opset >= 12 else None
     if training is not None and bool(training.reshape(-1)[0]):
-        ratio = ctx.const(1)
-        if ratio is None or float(ratio.reshape(-1)[0]) != 0.0:
-            raise ctx.unsupported("training_mode=True (random dropout) is not supported; "
-                                  "export the model in inference mode")
+        ratio = 0.5 if ctx.input(1) is None else ctx.require_const(1, "ratio")
+        ratio = float(np.asarray(ratio).reshape(-1)[0])
+        if ratio != 0.0:
+            from .onnx_random import dropout_training
+            y, mask = dropout_training(ctx, x, ratio)
+            return [y, mask if len(node.output) > 1 and node.output[1] else None]
     if ctx.opset < 7 and ctx.attr("is_test", 0) == 0:
         pass  # old exporters marked inference with is_test; identity either way at inference
     out = ctx.add1("Identity", [x])

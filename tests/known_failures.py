@@ -154,17 +154,11 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
         'ai_onnx_ml_label_encoder_tensor_value_only_mapping',
         'ai_onnx_ml_tree_ensemble_set_membership', 'ai_onnx_ml_tree_ensemble_single_tree',
     ],
-    'training ops and training mode (ai.onnx.preview.training, BatchNormalization/Dropout training_mode) are not supported': [
-        'training_dropout', 'training_dropout_default', 'training_dropout_default_mask',
-        'training_dropout_mask',
-    ],
     "random number generators: the expected outputs come from numpy's generator, which onnxc does not reproduce": [
         'bernoulli', 'bernoulli_double', 'bernoulli_double_expanded', 'bernoulli_expanded',
         'bernoulli_seed', 'bernoulli_seed_expanded',
     ],
     'ops not implemented yet: NonMaxSuppression, MaxUnpool, DeformConv, ImageDecoder': [
-        'basic_deform_conv_with_padding', 'basic_deform_conv_without_padding',
-        'deform_conv_with_mask_bias', 'deform_conv_with_multiple_offset_groups',
         'image_decoder_decode_bmp_rgb', 'image_decoder_decode_jpeg2k_rgb',
         'image_decoder_decode_jpeg_bgr', 'image_decoder_decode_jpeg_grayscale',
         'image_decoder_decode_jpeg_rgb', 'image_decoder_decode_png_rgb',
