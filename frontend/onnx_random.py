@@ -1,5 +1,5 @@
-"""Random number generators: RandomUniform(Like), RandomNormal(Like), Multinomial and
-Dropout's training mode (Bernoulli comes through its ONNX function body, RandomUniformLike).
+"""Random number generators: RandomUniform(Like), RandomNormal(Like), Bernoulli, Multinomial
+and Dropout's training mode.
 
 The draws are made on the host at compile time with numpy's ``RandomState``, seeded with the
 node's ``seed`` (fresh OS entropy without one), exactly as ``onnx.reference`` draws them, and
@@ -94,6 +94,20 @@ def _random_like(ctx: ImportContext, node):
     dtype = _float_dtype(ctx, x.dtype if x.dtype.is_float else DType.float32)
     draw = _uniform if node.op_type == "RandomUniformLike" else _normal
     return [draw(ctx, shape, dtype)]
+
+
+@onnx_op("Bernoulli")
+def _bernoulli(ctx: ImportContext, node):
+    """1 with probability p: uniform draw < p. (ONNX's function body for Bernoulli computes
+    Greater(draw, p), which is 1 with probability 1 - p; onnx.reference's Bernoulli, numpy's
+    binomial, agrees with the spec, and so does this.)"""
+    p = ctx.input(0)
+    shape = _shape(ctx, p.shape, "input's shape")
+    code = ctx.attr("dtype")
+    out = p.dtype if code is None else dtype_from_onnx(int(code), "Bernoulli's dtype: ")
+    u = random_state(ctx).rand(*shape).astype(p.dtype.np)
+    hit = ctx.add1("Less", [ctx.constant(u, "bernoulli_draw"), p])
+    return [ctx.add1("Cast", [hit], {"to": out.value})]
 
 
 @onnx_op("Multinomial")
