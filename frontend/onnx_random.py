@@ -8,7 +8,7 @@ Bernoulli's p, Dropout's input) is still computed at run time from those draws. 
 counter-based generator (Philox) in generated code: the IR has no state that survives a run,
 so a kernel could only hash (seed, element index), which gives the same fixed-per-compile
 stream with more code in two backends, and no more fidelity to a reference. The consequence,
-documented in docs/ops.md: a compiled session returns the same draw on every run (reseed by
+documented in the README: a compiled session returns the same draw on every run (reseed by
 compiling again), whereas onnxruntime advances its generator from run to run.
 """
 from __future__ import annotations
