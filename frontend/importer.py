@@ -56,6 +56,7 @@ class ImportContext:
         self.opset = opset
         self.opsets = dict(opsets or {})  # domain -> version; "" is the default domain
         self.opsets[""] = opset
+        self.functions: dict[tuple[str, str, str], onnx.FunctionProto] = {}  # model-local
         self.memory_limit = limits.memory_limit(memory_limit)
         self.values: dict[str, Value] = {}
         self.bound: set[int] = set()  # ids of values already named after their ONNX name
@@ -217,10 +218,13 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
                          f"{SUPPORTED_OPSET}")
     g = model.graph
     ordered = check_and_sort(g)
-    opsets = model_opsets(model)
-    _check_supported(g, opsets)
+    from .onnx_functions import local_functions
+
+    opsets, functions = model_opsets(model), local_functions(model)
+    _check_supported(g, opsets, functions)
     graph = Graph(g.name or "main")
     ctx = ImportContext(graph, opset, memory_limit, opsets)
+    ctx.functions = functions
     input_shapes = dict(input_shapes or {})
 
     initializers = {t.name: t for t in g.initializer}
@@ -296,7 +300,8 @@ def import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto]) -> None:
 
 
 def importer_for(node: onnx.NodeProto) -> Importer:
-    """The node's importer; an op without one is expanded into its ONNX function body."""
+    """The node's importer; an op without one is expanded into its function body (the
+    model's own function of that name, else ONNX's)."""
     if node.domain in ("", "ai.onnx"):
         found = IMPORTERS.get(node.op_type)
     else:
@@ -308,8 +313,9 @@ def _import_function(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
     """Import the node as its function body, under the function's opsets."""
     from . import onnx_functions as fx
 
-    schema = fx.schema_for(node, ctx.opsets)
-    body = fx.function_body(node, ctx.opsets, ctx.inputs())
+    local = ctx.functions.get(fx.local_key(node))
+    schema = None if local is not None else fx.schema_for(node, ctx.opsets)
+    body = local if local is not None else fx.function_body(node, ctx.opsets, ctx.inputs())
     if body is None:
         raise ctx.unsupported("no importer for this op, and ONNX defines no function body "
                               "for it with these attributes and input types")
@@ -337,25 +343,40 @@ def check_ops(model: onnx.ModelProto) -> None:
     importing anything (for models whose import waits for their input shapes)."""
     _register_importers()
 
-    _check_supported(model.graph, model_opsets(model))
+    from .onnx_functions import local_functions
+
+    _check_supported(model.graph, model_opsets(model), local_functions(model))
 
 
-def _check_supported(g: onnx.GraphProto | onnx.FunctionProto, opsets: dict[str, int]) -> None:
+def _check_supported(g: onnx.GraphProto | onnx.FunctionProto, opsets: dict[str, int],
+                     functions: dict, calling: frozenset = frozenset()) -> None:
     """Every unsupported op of the graph, reported at once. An op without an importer passes
-    when ONNX defines it as a function; a fixed body's ops are checked in turn."""
+    when the model or ONNX defines it as a function; a fixed body's ops are checked in turn."""
     from . import onnx_functions as fx
 
     problems = []
     for node in g.node:
         default = node.domain in ("", "ai.onnx")
+        key = fx.local_key(node)
         if (node.op_type in IMPORTERS) if default else \
                 ((node.domain, node.op_type) in DOMAIN_IMPORTERS):
             pass
+        elif key in functions:
+            if key in calling:
+                problems.append((node.name or "<unnamed>", f"{node.domain}::{node.op_type}",
+                                 "the model's function calls itself (recursion)"))
+            else:
+                body = functions[key]
+                try:
+                    _check_supported(body, fx.body_opsets(body, opsets), functions,
+                                     calling | {key})
+                except UnsupportedOpError as exc:
+                    problems.extend(exc.problems)
         elif fx.has_body(node, opsets):
             body = fx.fixed_body(node, opsets)
             if body is not None:
                 try:
-                    _check_supported(body, fx.body_opsets(body, opsets))
+                    _check_supported(body, fx.body_opsets(body, opsets), functions, calling)
                 except UnsupportedOpError as exc:
                     problems.extend(exc.problems)
         elif not default and node.domain not in opsets:
@@ -369,7 +390,7 @@ def _check_supported(g: onnx.GraphProto | onnx.FunctionProto, opsets: dict[str, 
         for a in node.attribute:  # the bodies of If, Loop and Scan
             for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
                 try:
-                    _check_supported(sub, opsets)
+                    _check_supported(sub, opsets, functions, calling)
                 except UnsupportedOpError as exc:
                     problems.extend(exc.problems)
     if problems:

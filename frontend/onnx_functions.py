@@ -71,10 +71,23 @@ def function_body(node: onnx.NodeProto, opsets: Mapping[str, int],
     return body if len(body.node) else None
 
 
+FunctionKey = tuple[str, str, str]  # (domain, name, overload) of a model-local function
+
+
+def local_key(node: onnx.NodeProto) -> FunctionKey:
+    return (node.domain, node.op_type, getattr(node, "overload", ""))
+
+
+def local_functions(model: onnx.ModelProto) -> dict[FunctionKey, onnx.FunctionProto]:
+    """The model's own functions (ModelProto.functions), by what a node calls them by."""
+    return {(f.domain, f.name, getattr(f, "overload", "")): f for f in model.functions}
+
+
 def _attributes(node: onnx.NodeProto, schema: onnx.defs.OpSchema | None,
-                ) -> dict[str, onnx.AttributeProto]:
-    """The node's attributes, with the schema's defaults for the ones it leaves out."""
-    attrs = {}
+                body: onnx.FunctionProto) -> dict[str, onnx.AttributeProto]:
+    """The node's attributes, with the schema's (or the local function's) defaults for the
+    ones it leaves out."""
+    attrs = {a.name: a for a in body.attribute_proto}
     if schema is not None:
         for name, formal in schema.attributes.items():
             if formal.default_value is not None and formal.default_value.type:
@@ -132,7 +145,7 @@ def expand(node: onnx.NodeProto, body: onnx.FunctionProto, schema: onnx.defs.OpS
         for name in n.output:
             if name and name not in names:
                 names[name] = prefix + name
-    attrs = _attributes(node, schema)
+    attrs = _attributes(node, schema, body)
     nodes = []
     for k, n in enumerate(body.node):
         copy = onnx.NodeProto()

@@ -11,6 +11,7 @@ from onnx.reference import ReferenceEvaluator
 
 import onnxc
 from onnxc.frontend import IMPORTERS
+from onnxc.frontend.importer import _register_importers
 from onnxc.ir.errors import UnsupportedOpError
 
 TRAINING = "ai.onnx.preview.training"
@@ -131,6 +132,11 @@ def test_deform_conv_with_zero_offsets_is_conv():
 
 
 # -- the function-body fallback ------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _importers_registered():
+    _register_importers()  # so that monkeypatch.delitem below is not undone by registration
+
+
 def test_op_without_importer_is_expanded_into_its_function_body(monkeypatch):
     """HardSigmoid has an importer and a fixed ONNX function body; without the importer the
     body (with the node's alpha and the schema's default beta) is imported instead."""
@@ -158,3 +164,40 @@ def test_unsupported_ops_are_listed_at_once(monkeypatch):
     ops = [p[1] for p in info.value.problems]
     assert "Max" in ops and "NoSuchOp" in ops and "com.example::Foo" in ops, ops
     assert "Selu" not in ops and "HardSigmoid" not in ops
+
+
+def _local_function_model(recursive: bool = False):
+    """y = LeakyScale(x, alpha=0.2): a model-local function (custom domain) with an attribute
+    reference and a default attribute, calling ONNX ops, one of them (Selu) with attributes."""
+    alpha = onnx.AttributeProto()
+    alpha.name, alpha.type, alpha.ref_attr_name = "alpha", onnx.AttributeProto.FLOAT, "alpha"
+    gamma = onnx.AttributeProto()
+    gamma.name, gamma.type, gamma.ref_attr_name = "gamma", onnx.AttributeProto.FLOAT, "gamma"
+    selu = helper.make_node("Selu", ["t"], ["u"])
+    selu.attribute.extend([alpha, gamma])
+    body = [helper.make_node("Sub", ["x", "x2"], ["t"]), selu,
+            helper.make_node("LeakyScale" if recursive else "Add", ["u", "x"], ["y"],
+                             **({"domain": "my.fn"} if recursive else {}))]
+    body.insert(0, helper.make_node("Constant", [], ["x2"], value_float=0.5))
+    fn = helper.make_function("my.fn", "LeakyScale", ["x"], ["y"], body,
+                              [helper.make_opsetid("", 21)], attributes=["alpha"])
+    fn.attribute_proto.append(helper.make_attribute("gamma", 2.0))
+    x = (rng.standard_normal((4, 5)) * 2).astype(np.float32)
+    call = helper.make_node("LeakyScale", ["x"], ["y"], domain="my.fn", alpha=0.2)
+    model = _model([call], {"x": x}, ["y"], {"": 21, "my.fn": 1})
+    model.functions.append(fn)
+    return model, {"x": x}
+
+
+def test_model_local_function_is_imported_as_its_body():
+    model, feeds = _local_function_model()
+    x = feeds["x"]
+    t = x - np.float32(0.5)  # Selu with alpha from the call, gamma from the default (2.0)
+    want = np.where(t > 0, 2.0 * t, 2.0 * 0.2 * (np.exp(t) - 1)) + x
+    _close(onnxc.compile(model).run(None, feeds), [want.astype(np.float32)], rtol=1e-5)
+
+
+def test_recursive_model_function_is_refused():
+    model, _ = _local_function_model(recursive=True)
+    with pytest.raises(UnsupportedOpError, match="calls itself"):
+        onnxc.compile(model)
