@@ -57,6 +57,7 @@ class ImportContext:
         self.opsets = dict(opsets or {})  # domain -> version; "" is the default domain
         self.opsets[""] = opset
         self.functions: dict[tuple[str, str, str], onnx.FunctionProto] = {}  # model-local
+        self.expansions = 0  # function bodies expanded so far (unique internal names)
         self.memory_limit = limits.memory_limit(memory_limit)
         self.values: dict[str, Value] = {}
         self.bound: set[int] = set()  # ids of values already named after their ONNX name
@@ -315,11 +316,16 @@ def _import_function(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
 
     local = ctx.functions.get(fx.local_key(node))
     schema = None if local is not None else fx.schema_for(node, ctx.opsets)
-    body = local if local is not None else fx.function_body(node, ctx.opsets, ctx.inputs())
+    try:
+        body = local if local is not None else fx.function_body(node, ctx.opsets,
+                                                                ctx.inputs())
+    except ValueError as exc:
+        raise ctx.unsupported(str(exc)) from exc
     if body is None:
         raise ctx.unsupported("no importer for this op, and ONNX defines no function body "
                               "for it with these attributes and input types")
-    nodes, outputs = fx.expand(node, body, schema)
+    ctx.expansions += 1
+    nodes, outputs = fx.expand(node, body, schema, ctx.expansions)
     saved = (ctx.node, ctx.opset, ctx.opsets)
     ctx.opsets = fx.body_opsets(body, ctx.opsets)
     ctx.opset = ctx.opsets[""]

@@ -9,7 +9,6 @@ body imports without an importer of its own; a dedicated importer still wins whe
 """
 from __future__ import annotations
 
-import itertools
 from typing import Mapping
 
 import onnx
@@ -17,9 +16,6 @@ import onnx
 from onnxc.ir import Value
 
 from .onnx_types import dtype_to_onnx
-
-_counter = itertools.count()
-
 
 def schema_for(node: onnx.NodeProto, opsets: Mapping[str, int]) -> onnx.defs.OpSchema | None:
     """The op's schema for the opset the model imports for its domain, or None."""
@@ -64,8 +60,12 @@ def function_body(node: onnx.NodeProto, opsets: Mapping[str, int],
         return schema.function_body
     if not schema.has_context_dependent_function:
         return None
-    raw = schema.get_context_dependent_function(
-        node.SerializeToString(), [_type_proto(v).SerializeToString() for v in inputs])
+    try:
+        raw = schema.get_context_dependent_function(
+            node.SerializeToString(), [_type_proto(v).SerializeToString() for v in inputs])
+    except Exception as exc:  # onnx's C++ builder: SchemaError, RuntimeError, ...
+        raise ValueError(f"ONNX cannot build the function body for these attributes and "
+                         f"input types: {exc}") from exc
     body = onnx.FunctionProto()
     body.ParseFromString(raw)
     return body if len(body.node) else None
@@ -132,10 +132,11 @@ def _rename_node(n: onnx.NodeProto, names: dict[str, str],
 
 
 def expand(node: onnx.NodeProto, body: onnx.FunctionProto, schema: onnx.defs.OpSchema | None,
-           ) -> tuple[list[onnx.NodeProto], list[str]]:
-    """The body's nodes wired to ``node``'s inputs, internal names unique, and the names of
-    the body's outputs."""
-    prefix = f"{node.name or node.output[0]}__{node.op_type}{next(_counter)}__"
+           serial: int) -> tuple[list[onnx.NodeProto], list[str]]:
+    """The body's nodes wired to ``node``'s inputs, internal names made unique with
+    ``serial`` (the import's count of expansions, so names repeat from compile to compile),
+    and the names of the body's outputs."""
+    prefix = f"{node.name or node.output[0]}__{node.op_type}{serial}__"
     names: dict[str, str] = {}
     for k, formal in enumerate(body.input):
         names[formal] = node.input[k] if k < len(node.input) else ""

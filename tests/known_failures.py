@@ -154,8 +154,7 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
         'ai_onnx_ml_label_encoder_tensor_value_only_mapping',
         'ai_onnx_ml_tree_ensemble_set_membership', 'ai_onnx_ml_tree_ensemble_single_tree',
     ],
-    "Bernoulli: the expected values are np.random.binomial draws from the case generator's global numpy stream (not from the node's seed), so no implementation can reproduce them; onnx.reference fails them too. The _expanded models hold ONNX's function body, Greater(uniform, p), which is 1 with probability 1 - p": [
-        'bernoulli', 'bernoulli_double', 'bernoulli_double_expanded', 'bernoulli_expanded',
+    "Bernoulli with a seed: the expected values are np.random.binomial draws from the case generator's global numpy stream (not from the node's seed), so no implementation can reproduce them; onnx.reference fails them too (the input was drawn from the same seed, so its own draw equals the input and every Greater is false)": [
         'bernoulli_seed', 'bernoulli_seed_expanded',
     ],
     'ops not implemented yet: NonMaxSuppression, MaxUnpool, DeformConv, ImageDecoder': [
@@ -173,6 +172,17 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
     ],
 }
 
+NODE_RANDOM_EXPECTED: dict[str, list[str]] = {
+    "unseeded Bernoulli: the expected values are one np.random.binomial draw, so a correct "
+    "generator matches them only by chance (about 0.6% of runs for these 10 elements); they "
+    "run as non-strict xfails, which can neither pass nor fail the run (tests/test_random_ops.py "
+    "checks Bernoulli's distribution instead). The _expanded models hold ONNX's function body, "
+    "Greater(uniform, p), which is 1 with probability 1 - p": [
+        'bernoulli', 'bernoulli_double', 'bernoulli_double_expanded', 'bernoulli_expanded',
+    ],
+}
+"""Cases whose expected output is a random draw: a listed case is a non-strict xfail."""
+
 MODEL_KNOWN_FAILURES: dict[str, list[str]] = {
     "the Gradient op (ai.onnx.preview.training) is not supported": [
         "gradient_of_add", "gradient_of_add_and_mul"],
@@ -183,6 +193,7 @@ MODEL_KNOWN_FAILURES: dict[str, list[str]] = {
         "strnorm_model_nostopwords_nochangecase", "strnorm_model_monday_insensintive_upper_twodim"],
 }
 
-NODE_KNOWN_NAMES: frozenset[str] = frozenset(n for names in NODE_KNOWN_FAILURES.values()
-                                             for n in names)
+NODE_KNOWN_NAMES: frozenset[str] = frozenset(
+    n for table in (NODE_KNOWN_FAILURES, NODE_RANDOM_EXPECTED) for names in table.values()
+    for n in names)
 """Every listed node case name (``case.name`` without the "test_" prefix)."""
