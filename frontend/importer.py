@@ -30,15 +30,20 @@ MAX_FOLD_ELEMENTS = 1 << 22  # interpreter folding limit; ops with a numpy refer
 
 Importer = Callable[["ImportContext", onnx.NodeProto], Sequence[Value | None]]
 IMPORTERS: dict[str, Importer] = {}
+DOMAIN_IMPORTERS: dict[tuple[str, str], Importer] = {}  # (domain, op) outside ai.onnx
 SUPPORTED_OPSET = max(25, onnx.defs.onnx_opset_version())
 
 
-def onnx_op(*names: str):
-    """Register an importer for the given ONNX op types (default domain)."""
+def onnx_op(*names: str, domain: str = ""):
+    """Register an importer for the given ONNX op types (of the default domain unless
+    ``domain`` names another, e.g. ``ai.onnx.preview.training``)."""
 
     def wrap(fn: Importer) -> Importer:
         for name in names:
-            IMPORTERS[name] = fn
+            if domain in ("", "ai.onnx"):
+                IMPORTERS[name] = fn
+            else:
+                DOMAIN_IMPORTERS[(domain, name)] = fn
         return fn
 
     return wrap
@@ -47,9 +52,14 @@ def onnx_op(*names: str):
 class ImportContext:
     """What an importer function sees: the graph being built and the node's context."""
 
-    def __init__(self, graph: Graph, opset: int, memory_limit: int | None = None):
+    def __init__(self, graph: Graph, opset: int, memory_limit: int | None = None,
+                 opsets: dict[str, int] | None = None):
         self.graph = graph
         self.opset = opset
+        self.opsets = dict(opsets or {})  # domain -> version; "" is the default domain
+        self.opsets[""] = opset
+        self.functions: dict[tuple[str, str, str], onnx.FunctionProto] = {}  # model-local
+        self.expansions = 0  # function bodies expanded so far (unique internal names)
         self.memory_limit = limits.memory_limit(memory_limit)
         self.values: dict[str, Value] = {}
         self.bound: set[int] = set()  # ids of values already named after their ONNX name
@@ -193,6 +203,14 @@ def node_label(node: onnx.NodeProto) -> str:
     return node.name or (node.output[0] if node.output else node.op_type)
 
 
+def model_opsets(model: onnx.ModelProto) -> dict[str, int]:
+    """The opset version the model imports per domain ("" for the default domain)."""
+    opsets = {("" if imp.domain == "ai.onnx" else imp.domain): int(imp.version)
+              for imp in model.opset_import}
+    opsets[""] = default_opset(model)
+    return opsets
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -214,9 +232,13 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
                          f"{SUPPORTED_OPSET}")
     g = model.graph
     ordered = check_and_sort(g)
-    _check_supported(g)
+    from .onnx_functions import local_functions
+
+    opsets, functions = model_opsets(model), local_functions(model)
+    _check_supported(g, opsets, functions)
     graph = Graph(g.name or "main")
-    ctx = ImportContext(graph, opset, memory_limit)
+    ctx = ImportContext(graph, opset, memory_limit, opsets)
+    ctx.functions = functions
     input_shapes = dict(input_shapes or {})
 
     initializers = {t.name: t for t in g.initializer}
@@ -271,7 +293,7 @@ def import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto]) -> None:
         ctx.node = node
         check_input_types(node, ctx.values, ctx.opset, node_label(node))
         try:
-            outs = IMPORTERS[node.op_type](ctx, node)
+            outs = importer_for(node)(ctx, node)
         except ModelError as exc:
             if exc.node is None and exc.op is None:  # a shape rule's error: say which node
                 raise ModelError(str(exc), node=node_label(node), op=node.op_type) from exc
@@ -340,11 +362,48 @@ def _flat_outputs(name: str, value) -> list[tuple[str, Value]]:
     return [(name, value)]
 
 
+def importer_for(node: onnx.NodeProto) -> Importer:
+    """The node's importer; an op without one is expanded into its function body (the
+    model's own function of that name, else ONNX's)."""
+    if node.domain in ("", "ai.onnx"):
+        found = IMPORTERS.get(node.op_type)
+    else:
+        found = DOMAIN_IMPORTERS.get((node.domain, node.op_type))
+    return found or _import_function
+
+
+def _import_function(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
+    """Import the node as its function body, under the function's opsets."""
+    from . import onnx_functions as fx
+
+    local = ctx.functions.get(fx.local_key(node))
+    schema = None if local is not None else fx.schema_for(node, ctx.opsets)
+    try:
+        body = local if local is not None else fx.function_body(node, ctx.opsets,
+                                                                ctx.inputs())
+    except ValueError as exc:
+        raise ctx.unsupported(str(exc)) from exc
+    if body is None:
+        raise ctx.unsupported("no importer for this op, and ONNX defines no function body "
+                              "for it with these attributes and input types")
+    ctx.expansions += 1
+    nodes, outputs = fx.expand(node, body, schema, ctx.expansions)
+    saved = (ctx.node, ctx.opset, ctx.opsets)
+    ctx.opsets = fx.body_opsets(body, ctx.opsets)
+    ctx.opset = ctx.opsets[""]
+    try:
+        import_nodes(ctx, nodes)
+    finally:
+        ctx.node, ctx.opset, ctx.opsets = saved
+    return [ctx.values.get(name) for name in outputs]
+
+
 def _register_importers() -> None:
     """The importer modules register their ONNX ops on import."""
-    from . import (onnx_attention, onnx_control, onnx_einsum, onnx_index,  # noqa: F401
-                   onnx_math, onnx_misc, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
-                   onnx_rnn, onnx_sequence, onnx_shape_ops, onnx_signal)
+    from . import (onnx_attention, onnx_control, onnx_deform,  # noqa: F401
+                   onnx_einsum, onnx_index, onnx_math, onnx_misc, onnx_nn, onnx_ops,
+                   onnx_quant, onnx_random, onnx_resize, onnx_rnn, onnx_sequence,
+                   onnx_shape_ops, onnx_signal, onnx_training)
 
 
 def check_ops(model: onnx.ModelProto) -> None:
@@ -352,22 +411,54 @@ def check_ops(model: onnx.ModelProto) -> None:
     importing anything (for models whose import waits for their input shapes)."""
     _register_importers()
 
-    _check_supported(model.graph)
+    from .onnx_functions import local_functions
+
+    _check_supported(model.graph, model_opsets(model), local_functions(model))
 
 
-def _check_supported(g: onnx.GraphProto) -> None:
-    """Every unsupported op of the graph, reported at once."""
+def _check_supported(g: onnx.GraphProto | onnx.FunctionProto, opsets: dict[str, int],
+                     functions: dict, calling: frozenset = frozenset()) -> None:
+    """Every unsupported op of the graph, reported at once. An op without an importer passes
+    when the model or ONNX defines it as a function; a fixed body's ops are checked in turn."""
+    from . import onnx_functions as fx
+
     problems = []
     for node in g.node:
-        if node.domain not in ("", "ai.onnx"):
+        default = node.domain in ("", "ai.onnx")
+        key = fx.local_key(node)
+        if (node.op_type in IMPORTERS) if default else \
+                ((node.domain, node.op_type) in DOMAIN_IMPORTERS):
+            pass
+        elif key in functions:
+            if key in calling:
+                problems.append((node.name or "<unnamed>", f"{node.domain}::{node.op_type}",
+                                 "the model's function calls itself (recursion)"))
+            else:
+                body = functions[key]
+                try:
+                    _check_supported(body, fx.body_opsets(body, opsets), functions,
+                                     calling | {key})
+                except UnsupportedOpError as exc:
+                    problems.extend(exc.problems)
+        elif fx.has_body(node, opsets):
+            body = fx.fixed_body(node, opsets)
+            if body is not None:
+                try:
+                    _check_supported(body, fx.body_opsets(body, opsets), functions, calling)
+                except UnsupportedOpError as exc:
+                    problems.extend(exc.problems)
+        elif not default and node.domain not in opsets:
             problems.append((node.name or "<unnamed>", f"{node.domain}::{node.op_type}",
-                             f"domain {node.domain!r} is not supported"))
-        elif node.op_type not in IMPORTERS:
+                             f"domain {node.domain!r} is not imported by the model"))
+        elif not default:
+            problems.append((node.name or "<unnamed>", f"{node.domain}::{node.op_type}",
+                             f"no importer for this op of domain {node.domain!r}"))
+        else:
             problems.append((node.name or "<unnamed>", node.op_type, "no importer for this op"))
         for a in node.attribute:  # the bodies of If, Loop and Scan
             for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
                 try:
-                    _check_supported(sub)
+                    _check_supported(sub, opsets, functions, calling)
                 except UnsupportedOpError as exc:
                     problems.extend(exc.problems)
     if problems:

@@ -141,10 +141,12 @@ def _dropout(ctx: ImportContext, node):
     x = ctx.input(0)
     training = ctx.const(2) if ctx.opset >= 12 else None
     if training is not None and bool(training.reshape(-1)[0]):
-        ratio = ctx.const(1)
-        if ratio is None or float(ratio.reshape(-1)[0]) != 0.0:
-            raise ctx.unsupported("training_mode=True (random dropout) is not supported; "
-                                  "export the model in inference mode")
+        ratio = 0.5 if ctx.input(1) is None else ctx.require_const(1, "ratio")
+        ratio = float(np.asarray(ratio).reshape(-1)[0])
+        if ratio != 0.0:
+            from .onnx_random import dropout_training
+            y, mask = dropout_training(ctx, x, ratio)
+            return [y, mask if len(node.output) > 1 and node.output[1] else None]
     if ctx.opset < 7 and ctx.attr("is_test", 0) == 0:
         pass  # old exporters marked inference with is_test; identity either way at inference
     out = ctx.add1("Identity", [x])
@@ -287,10 +289,10 @@ def _lrn(ctx: ImportContext, node):
 @onnx_op("BatchNormalization")
 def _batchnorm(ctx: ImportContext, node):
     """Inference BatchNorm as y = x * s + t with s = scale / sqrt(var + eps), t = b - mean * s."""
-    if ctx.attr("training_mode", 0):
-        raise ctx.unsupported("training_mode=1 is not supported; export in inference mode")
-    if any(node.output[1:]):
-        raise ctx.unsupported("running mean/var outputs (training) are not supported")
+    # Training: opset 14+ says so with training_mode; before, the extra outputs did.
+    if ctx.attr("training_mode", 0) or (ctx.opset < 14 and any(node.output[1:])):
+        from .onnx_training import batchnorm_training
+        return batchnorm_training(ctx, node)[:len(node.output)]
     x, scale, bias, mean, var = (ctx.input(k) for k in range(5))
     eps = ctx.constant(np.array(ctx.attr("epsilon", 1e-5), dtype=x.dtype.np))
     if x.type.rank < 2:

@@ -11,7 +11,7 @@ import pytest
 import onnx.backend.test
 
 import onnxc.backend
-from known_failures import NODE_KNOWN_FAILURES
+from known_failures import NODE_KNOWN_FAILURES, NODE_RANDOM_EXPECTED
 
 NODE_CLASS = "OnnxBackendNodeModelTest"
 
@@ -23,13 +23,15 @@ _names = {n[len("test_"):-len("_cpu")] for n in vars(_node_case)
 for _name in [n for n in vars(_node_case) if n.startswith("test_") and not n.endswith("_cpu")]:
     delattr(_node_case, _name)  # onnxc.backend runs on the CPU (cuda-sim has its own test)
 
-STALE = sorted(n for names in NODE_KNOWN_FAILURES.values() for n in names if n not in _names)
-for _reason, _listed in NODE_KNOWN_FAILURES.items():
-    for _name in _listed:
-        if _name in _names:
-            _attr = f"test_{_name}_cpu"
-            setattr(_node_case, _attr,
-                    pytest.mark.xfail(strict=True, reason=_reason)(getattr(_node_case, _attr)))
+STALE = sorted(n for table in (NODE_KNOWN_FAILURES, NODE_RANDOM_EXPECTED)
+               for names in table.values() for n in names if n not in _names)
+for _table, _strict in ((NODE_KNOWN_FAILURES, True), (NODE_RANDOM_EXPECTED, False)):
+    for _reason, _listed in _table.items():
+        for _name in _listed:
+            if _name in _names:
+                _attr = f"test_{_name}_cpu"
+                setattr(_node_case, _attr, pytest.mark.xfail(strict=_strict, reason=_reason)(
+                    getattr(_node_case, _attr)))
 globals()[NODE_CLASS] = _node_case
 del _node_case  # a second name for the TestCase class would collect every case twice
 
