@@ -62,6 +62,7 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
                                  print_after=tuple(print_after),
                                  memory_limit_bytes=memory_limit_bytes)
         model = _from_framework(model, example_inputs)
+        _refuse_host_functions(load_model(model)[0])
         return compile_placed(load_model(model)[0], devices, options=options,
                               placement=placement, executor=executor,
                               micro_batches=micro_batches, parallel=parallel,
@@ -86,6 +87,8 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     from onnxc.frontend.importer import check_ops
     from onnxc.ir.errors import InputValueNeeded
 
+    from onnxc.runtime.hosted import compile_hosted, host_nodes
+
     proto, _ = load_model(model)
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
@@ -93,6 +96,14 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
                              memory_limit_bytes=memory_limit_bytes)
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
+    hosts = host_nodes(proto)
+    if hosts:  # string ops, regex, image decoding: host functions between compiled parts
+        if input_shapes:
+            raise OnnxcError("input_shapes is not supported for a model with host functions "
+                             "yet: its compiled parts are specialized on the first run")
+        session = compile_hosted(proto, hosts, options, num_threads)
+        options.timings["total"] = time.perf_counter() - start
+        return session
     declared = declared_inputs(proto, input_shapes)
     static = all(isinstance(d, int) for s in declared for d in s.shape)
     executables, graph = {}, None
@@ -116,6 +127,17 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     options.timings["total"] = time.perf_counter() - start
     log.info("compiled in %.2fs", options.timings["total"])
     return session
+
+
+def _refuse_host_functions(proto) -> None:
+    from onnxc.runtime.hosted import host_nodes
+
+    hosts = host_nodes(proto)
+    if hosts:
+        ops = sorted({proto.graph.node[k].op_type for k in hosts})
+        raise CompileError(f"placing a model over devices does not support host functions "
+                           f"yet (this model runs {', '.join(ops)} on the host); compile it "
+                           f"with target='cpu'")
 
 
 def optimize(model: ModelLike, opt_level: int = 2, *,

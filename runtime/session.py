@@ -31,7 +31,7 @@ class NodeArg:
 
 
 def _ort_type(dtype: str) -> str:
-    names = {"float32": "float", "float64": "double", "bool": "bool"}
+    names = {"float32": "float", "float64": "double", "bool": "bool", "object": "string"}
     return f"tensor({names.get(dtype, dtype)})"
 
 
