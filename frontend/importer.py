@@ -31,15 +31,22 @@ IMPORTERS: dict[str, Importer] = {}
 SUPPORTED_OPSET = max(25, onnx.defs.onnx_opset_version())
 
 
-def onnx_op(*names: str):
-    """Register an importer for the given ONNX op types (default domain)."""
+def onnx_op(*names: str, domain: str = ""):
+    """Register an importer for the given ONNX op types of ``domain`` (default: ai.onnx;
+    other domains are keyed "domain::Op", e.g. "ai.onnx.ml::Binarizer")."""
 
     def wrap(fn: Importer) -> Importer:
         for name in names:
-            IMPORTERS[name] = fn
+            IMPORTERS[f"{domain}::{name}" if domain else name] = fn
         return fn
 
     return wrap
+
+
+def importer_key(node: onnx.NodeProto) -> str:
+    """The IMPORTERS key of a node: its op type, prefixed by its domain outside ai.onnx."""
+    domain = node.domain if node.domain != "ai.onnx" else ""
+    return f"{domain}::{node.op_type}" if domain else node.op_type
 
 
 class ImportContext:
@@ -52,6 +59,7 @@ class ImportContext:
         self.values: dict[str, Value] = {}
         self.bound: set[int] = set()  # ids of values already named after their ONNX name
         self.node: onnx.NodeProto | None = None
+        self.opsets: dict[str, int] = {"": opset}  # domain -> version, for other domains
 
     # -- values ---------------------------------------------------------------------------
     def input(self, k: int) -> Value | None:
@@ -204,6 +212,8 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
     _check_supported(g)
     graph = Graph(g.name or "main")
     ctx = ImportContext(graph, opset, memory_limit)
+    ctx.opsets.update({imp.domain: int(imp.version) for imp in model.opset_import
+                       if imp.domain not in ("", "ai.onnx")})
     input_shapes = dict(input_shapes or {})
 
     initializers = {t.name: t for t in g.initializer}
@@ -253,7 +263,7 @@ def import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto]) -> None:
         ctx.node = node
         check_input_types(node, ctx.values, ctx.opset, node_label(node))
         try:
-            outs = IMPORTERS[node.op_type](ctx, node)
+            outs = IMPORTERS[importer_key(node)](ctx, node)
         except ModelError as exc:
             if exc.node is None and exc.op is None:  # a shape rule's error: say which node
                 raise ModelError(str(exc), node=node_label(node), op=node.op_type) from exc
@@ -281,7 +291,7 @@ def import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto]) -> None:
 def _register_importers() -> None:
     """The importer modules register their ONNX ops on import."""
     from . import (onnx_attention, onnx_control, onnx_einsum, onnx_index,  # noqa: F401
-                   onnx_math, onnx_misc, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
+                   onnx_math, onnx_misc, onnx_ml, onnx_nn, onnx_ops, onnx_quant, onnx_resize,
                    onnx_rnn, onnx_shape_ops, onnx_signal)
 
 
@@ -297,10 +307,13 @@ def _check_supported(g: onnx.GraphProto) -> None:
     """Every unsupported op of the graph, reported at once."""
     problems = []
     for node in g.node:
-        if node.domain not in ("", "ai.onnx"):
-            problems.append((node.name or "<unnamed>", f"{node.domain}::{node.op_type}",
+        key = importer_key(node)
+        if node.domain not in ("", "ai.onnx") and key not in IMPORTERS:
+            known = node.domain in {k.partition("::")[0] for k in IMPORTERS if "::" in k}
+            problems.append((node.name or "<unnamed>", key,
+                             "no importer for this op" if known else
                              f"domain {node.domain!r} is not supported"))
-        elif node.op_type not in IMPORTERS:
+        elif key not in IMPORTERS:
             problems.append((node.name or "<unnamed>", node.op_type, "no importer for this op"))
         for a in node.attribute:  # the bodies of If, Loop and Scan
             for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):

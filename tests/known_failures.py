@@ -130,31 +130,6 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
     'Scan-8 (with a batch axis and sequence_lens) is not supported': [
         'scan_sum',
     ],
-    'string tensors are not supported (no string element type; host functions planned)': [
-        'equal_string', 'equal_string_broadcast', 'regex_full_match_basic',
-        'regex_full_match_email_domain', 'regex_full_match_empty', 'string_concat',
-        'string_concat_broadcasting', 'string_concat_empty_string', 'string_concat_utf8',
-        'string_concat_zero_dimensional', 'string_split_basic',
-        'string_split_consecutive_delimiters', 'string_split_empty_string_delimiter',
-        'string_split_empty_tensor', 'string_split_maxsplit', 'string_split_no_delimiter',
-        'strnormalizer_export_monday_casesensintive_lower',
-        'strnormalizer_export_monday_casesensintive_nochangecase',
-        'strnormalizer_export_monday_casesensintive_upper',
-        'strnormalizer_export_monday_empty_output',
-        'strnormalizer_export_monday_insensintive_upper_twodim',
-        'strnormalizer_nostopwords_nochangecase', 'tfidfvectorizer_tf_batch_onlybigrams_skip0',
-        'tfidfvectorizer_tf_batch_onlybigrams_skip5',
-        'tfidfvectorizer_tf_batch_uniandbigrams_skip5', 'tfidfvectorizer_tf_only_bigrams_skip0',
-        'tfidfvectorizer_tf_onlybigrams_levelempty', 'tfidfvectorizer_tf_onlybigrams_skip5',
-        'tfidfvectorizer_tf_uniandbigrams_skip5',
-    ],
-    'the ai.onnx.ml domain is not supported yet': [
-        'ai_onnx_ml_array_feature_extractor', 'ai_onnx_ml_binarizer',
-        'ai_onnx_ml_label_encoder_string_int', 'ai_onnx_ml_label_encoder_string_int_no_default',
-        'ai_onnx_ml_label_encoder_tensor_mapping',
-        'ai_onnx_ml_label_encoder_tensor_value_only_mapping',
-        'ai_onnx_ml_tree_ensemble_set_membership', 'ai_onnx_ml_tree_ensemble_single_tree',
-    ],
     'ops without an importer whose ONNX function body is not expanded yet': [
         'causal_conv_with_state_b1_c1_degenerate', 'causal_conv_with_state_basic',
         'causal_conv_with_state_decode_step', 'causal_conv_with_state_kernel_size_one',
@@ -185,11 +160,7 @@ NODE_KNOWN_FAILURES: dict[str, list[str]] = {
     'ops not implemented yet: NonMaxSuppression, MaxUnpool, DeformConv, ImageDecoder': [
         'basic_deform_conv_with_padding', 'basic_deform_conv_without_padding',
         'deform_conv_with_mask_bias', 'deform_conv_with_multiple_offset_groups',
-        'image_decoder_decode_bmp_rgb', 'image_decoder_decode_jpeg2k_rgb',
-        'image_decoder_decode_jpeg_bgr', 'image_decoder_decode_jpeg_grayscale',
-        'image_decoder_decode_jpeg_rgb', 'image_decoder_decode_png_rgb',
-        'image_decoder_decode_pnm_rgb', 'image_decoder_decode_tiff_rgb',
-        'image_decoder_decode_webp_rgb', 'maxunpool_export_with_output_shape',
+        'maxunpool_export_with_output_shape',
         'maxunpool_export_without_output_shape', 'nonmaxsuppression_center_point_box_format',
         'nonmaxsuppression_flipped_coordinates', 'nonmaxsuppression_identical_boxes',
         'nonmaxsuppression_iou_threshold_boundary', 'nonmaxsuppression_limit_output_size',
@@ -203,10 +174,6 @@ MODEL_KNOWN_FAILURES: dict[str, list[str]] = {
     "the Gradient op (ai.onnx.preview.training) is not supported": [
         "gradient_of_add", "gradient_of_add_and_mul"],
     "sequence types are not supported yet (issue 3)": [f"sequence_model{i}" for i in range(1, 9)],
-    "string tensors are not supported (no string element type; host functions planned)": [
-        "strnorm_model_monday_casesensintive_lower", "strnorm_model_monday_casesensintive_upper",
-        "strnorm_model_monday_empty_output", "strnorm_model_monday_casesensintive_nochangecase",
-        "strnorm_model_nostopwords_nochangecase", "strnorm_model_monday_insensintive_upper_twodim"],
 }
 
 NODE_KNOWN_NAMES: frozenset[str] = frozenset(n for names in NODE_KNOWN_FAILURES.values()
