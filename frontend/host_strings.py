@@ -55,7 +55,9 @@ def _string_split(attrs, inputs):
     x = as_strings(inputs[0])
     sep = attrs.get("delimiter") or None  # unset or "": runs of whitespace
     maxsplit = attrs.get("maxsplit")
-    parts = [s.split(sep, -1 if maxsplit is None else int(maxsplit)) for s in x.reshape(-1)]
+    # an empty string has no substrings (onnxruntime; Python's "".split(",") gives [""])
+    parts = [s.split(sep, -1 if maxsplit is None else int(maxsplit)) if s else []
+             for s in x.reshape(-1)]
     width = max((len(p) for p in parts), default=0)
     out = np.full((len(parts), width), "", dtype=object)
     for k, p in enumerate(parts):
@@ -109,9 +111,12 @@ def _label_encoder_strings(node, ins, outs) -> bool:
 def label_encoder_table(attrs: dict) -> tuple[np.ndarray, np.ndarray, object]:
     """LabelEncoder's keys, values and default (opsets 2-4), whichever attributes hold them."""
     keys = values = default = None
-    for kind in ("strings", "int64s", "floats"):
-        keys = attrs.get(f"keys_{kind}", keys)
-        values = attrs.get(f"values_{kind}", values)
+    dtypes = {"strings": object, "int64s": np.int64, "floats": np.float32}
+    for kind, dtype in dtypes.items():
+        if f"keys_{kind}" in attrs:
+            keys = np.asarray(attrs[f"keys_{kind}"], dtype=dtype)
+        if f"values_{kind}" in attrs:
+            values = np.asarray(attrs[f"values_{kind}"], dtype=dtype)
     keys = attrs.get("keys_tensor", keys)
     values = attrs.get("values_tensor", values)
     if keys is None or values is None:

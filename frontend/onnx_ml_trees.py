@@ -61,7 +61,8 @@ def _v3_forest(ctx: ImportContext, targets: int, prefix: str) -> Forest:
     node_ids = np.asarray(a("nodes_nodeids"), dtype=np.int64)
     values = a("nodes_values_as_tensor", None)
     values = np.asarray(a("nodes_values", []) if values is None else values, dtype=np.float64)
-    modes = np.array([_MODE_NAMES[m] for m in a("nodes_modes")], dtype=np.int64)
+    modes = np.array([_MODE_NAMES[m.decode() if isinstance(m, bytes) else m]
+                      for m in a("nodes_modes")], dtype=np.int64)
     row = {(int(t), int(n)): k for k, (t, n) in enumerate(zip(tree_ids, node_ids))}
     true_ids = np.asarray(a("nodes_truenodeids"), dtype=np.int64)
     false_ids = np.asarray(a("nodes_falsenodeids"), dtype=np.int64)
@@ -224,7 +225,10 @@ def _features(ctx: ImportContext) -> Value:
 def _tree_ensemble(ctx: ImportContext, node):
     x = _features(ctx)
     scores = compile_forest(ctx, _v5_forest(ctx), x, None)
-    return [post_transform(ctx, scores, int(ctx.attr("post_transform", 0)))]
+    scores = post_transform(ctx, scores, int(ctx.attr("post_transform", 0)))
+    dtype = ctx.input(0).dtype
+    return [scores if scores.dtype == dtype else
+            ctx.add1("Cast", [scores], {"to": dtype.value})]
 
 
 @onnx_op("TreeEnsembleRegressor", domain=ML)
@@ -245,9 +249,19 @@ def _tree_classifier(ctx: ImportContext, node):
     base = ctx.attr("base_values_as_tensor", None)
     base = ctx.attr("base_values", None) if base is None else base
     ids = set(np.asarray(ctx.attr("class_ids"), dtype=np.int64).tolist())
-    if len(labels) == 2 and len(ids) == 1:
-        raise ctx.unsupported("binary trees with weights for one class only are not "
-                              "supported yet")
+    kind = ctx.attr("post_transform", "NONE")
     scores = compile_forest(ctx, forest, x, None if base is None else np.asarray(base))
-    return [label_of(ctx, scores, labels),
-            post_transform(ctx, scores, ctx.attr("post_transform", "NONE"))]
+    if len(labels) == 2 and len(ids) == 1:  # one score s, as onnxruntime reads it
+        if kind != "NONE" or base is not None:
+            raise ctx.unsupported("binary trees with weights for one class only support "
+                                  "post_transform NONE without base_values")
+        s = ctx.add1("Gather", [scores, ctx.constant(np.array([ids.pop()]))], {"axis": 1})
+        positive = np.all(np.asarray(ctx.attr("class_weights"), dtype=np.float64) >= 0)
+        cut = 0.5 if positive else 0.0  # probabilities: [1 - s, s]; margins: [-s, s]
+        other = ctx.add1("Sub", [ctx.constant(np.float32(1)), s]) if positive else \
+            ctx.add1("Neg", [s])
+        flat = ctx.add1("Reshape", [s], {"shape": (x.shape[0],)})
+        label = ctx.add1("Where", [ctx.add1("Greater", [flat, ctx.constant(np.float32(cut))]),
+                                   ctx.constant(labels[1]), ctx.constant(labels[0])])
+        return [label, ctx.add1("Concat", [other, s], {"axis": 1})]
+    return [label_of(ctx, scores, labels), post_transform(ctx, scores, kind)]

@@ -87,9 +87,9 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     from onnxc.frontend.importer import check_ops
     from onnxc.ir.errors import InputValueNeeded
 
-    from onnxc.runtime.hosted import compile_hosted, host_nodes
+    from onnxc.runtime.hosted import compile_hosted, host_nodes, with_label_lookups
 
-    proto, _ = load_model(model)
+    proto = with_label_lookups(load_model(model)[0])
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
                              print_after=tuple(print_after),

@@ -51,6 +51,43 @@ def elem_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+_CLASSIFIERS = ("LinearClassifier", "TreeEnsembleClassifier", "SVMClassifier")
+
+
+def with_label_lookups(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Classifiers with string labels become the same classifier with labels 0..k-1 (compiled)
+    followed by a LabelEncoder from index to string (a host function)."""
+    if not any(n.domain == "ai.onnx.ml" and n.op_type in _CLASSIFIERS and
+               any(a.name == "classlabels_strings" for a in n.attribute)
+               for n in model.graph.node):
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = []
+    for node in model.graph.node:
+        labels = next((list(a.strings) for a in node.attribute
+                       if a.name == "classlabels_strings"), None)
+        if node.domain != "ai.onnx.ml" or node.op_type not in _CLASSIFIERS or labels is None:
+            nodes.append(node)
+            continue
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        del new.attribute[:]
+        new.attribute.extend(a for a in node.attribute if a.name != "classlabels_strings")
+        new.attribute.append(onnx.helper.make_attribute("classlabels_ints",
+                                                        list(range(len(labels)))))
+        index = f"{node.output[0]}__label_index"
+        new.output[0] = index
+        lookup = onnx.helper.make_node(
+            "LabelEncoder", [index], [node.output[0]], domain="ai.onnx.ml",
+            name=f"{node.name or node.output[0]}__labels", keys_int64s=list(range(len(labels))),
+            values_strings=[s.decode("utf-8") for s in labels])
+        nodes += [new, lookup]
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
 def host_nodes(model: onnx.ModelProto) -> dict[int, HostOp]:
     """Index of each node of the main graph that runs on the host -> its host op; an
     UnsupportedOpError names the nodes that touch strings but have no host function."""
