@@ -314,7 +314,7 @@ def _check_supported(g: onnx.GraphProto) -> None:
                              "no importer for this op" if known else
                              f"domain {node.domain!r} is not supported"))
         elif key not in IMPORTERS:
-            problems.append((node.name or "<unnamed>", node.op_type, "no importer for this op"))
+            problems.append((node.name or "<unnamed>", node.op_type, _no_importer(node)))
         for a in node.attribute:  # the bodies of If, Loop and Scan
             for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
                 try:
@@ -323,6 +323,16 @@ def _check_supported(g: onnx.GraphProto) -> None:
                     problems.extend(exc.problems)
     if problems:
         raise UnsupportedOpError(problems)
+
+
+def _no_importer(node: onnx.NodeProto) -> str:
+    from .host_ops import HOST_OPS, _register
+
+    _register()
+    if (node.domain if node.domain != "ai.onnx" else "", node.op_type) in HOST_OPS:
+        return ("runs as a host function (README: host functions): onnxc.compile runs it "
+                "between compiled parts, but this path compiles a whole graph only")
+    return "no importer for this op"
 
 
 def prod(values) -> int:

@@ -13,6 +13,7 @@ onnxruntime does.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -162,6 +163,7 @@ class CompiledPart:
         self.input_names, self.output_names = inputs, outputs
         self.session: Session | None = None
         self.kernels: list = []
+        self._lock = threading.Lock()
 
     def sub_model(self, feeds: Sequence[np.ndarray]) -> onnx.ModelProto:
         used = {n for node in self.nodes for n in _all_inputs(node)}
@@ -178,13 +180,14 @@ class CompiledPart:
         return sub
 
     def run(self, feeds: list[np.ndarray], num_threads: int) -> list[np.ndarray]:
-        if self.session is None:
-            from onnxc.runtime.build import declared_inputs
+        with self._lock:  # the first run builds the sub-model, once
+            if self.session is None:
+                from onnxc.runtime.build import declared_inputs
 
-            sub = self.sub_model(feeds)
-            outs = [TensorSpec(n, (), "float32") for n in self.output_names]
-            self.session = Session(declared_inputs(sub, None), outs, self.options, model=sub,
-                                   num_threads=num_threads)
+                sub = self.sub_model(feeds)
+                outs = [TensorSpec(n, (), "float32") for n in self.output_names]
+                self.session = Session(declared_inputs(sub, None), outs, self.options,
+                                       model=sub, num_threads=num_threads)
         return self.session.run(None, dict(zip(self.input_names, feeds)))
 
 
@@ -287,6 +290,7 @@ class HostedSession(Session):
         self.stages = stages
         self._executor = LocalExecutor(stages, self.num_threads)
         host_reads = {n for s in stages if s.info["kind"] == "host" for n in s.inputs}
+        host_reads |= {vi.name for vi in model.graph.output}  # an initializer as an output
         self._constants = {t.name: onnx.numpy_helper.to_array(t)
                            for t in model.graph.initializer if t.name in host_reads}
         self._output_names = [vi.name for vi in model.graph.output]
@@ -302,10 +306,12 @@ class HostedSession(Session):
         names = [s.name for s in self._inputs]
         unknown = [k for k in input_feed if k not in names]
         missing = [n for n in names if n not in input_feed]
-        if unknown or missing:
-            raise InputError(f"unknown input(s) {unknown}, missing input(s) {missing}; the "
-                             f"model's inputs are {names}",
-                             input_name=(unknown or missing)[0])
+        if unknown:
+            raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {names}",
+                             input_name=unknown[0])
+        if missing:
+            raise InputError(f"missing input(s) {missing}; the model's inputs are {names}",
+                             input_name=missing[0])
         feeds = []
         for s in self._inputs:
             value = input_feed[s.name]
