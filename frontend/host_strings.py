@@ -156,6 +156,27 @@ def _label_encoder(attrs, inputs):
     return [out]
 
 
+def _string_categories(node, ins, outs) -> bool:
+    return any(a.name == "cats_strings" for a in node.attribute) or \
+        _touches_strings(node, ins, outs)
+
+
+@host_op("OneHotEncoder", domain="ai.onnx.ml", applies=_string_categories)
+def _one_hot_strings(attrs, inputs):
+    cats = list(attrs.get("cats_strings", []))
+    x = as_strings(inputs[0])
+    index = {c: k for k, c in enumerate(cats)}
+    out = np.zeros(x.shape + (len(cats),), dtype=np.float32)
+    flat = out.reshape(-1, len(cats))
+    for k, s in enumerate(x.reshape(-1)):
+        if s in index:
+            flat[k, index[s]] = 1.0
+        elif not attrs.get("zeros", 1):
+            raise ModelError(f"OneHotEncoder: category {s!r} is not one of cats_strings "
+                             f"(zeros=0)", op="OneHotEncoder")
+    return [out]
+
+
 @host_op("ImageDecoder", library="Pillow")
 def _image_decoder(attrs, inputs):
     try:

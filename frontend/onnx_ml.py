@@ -172,6 +172,51 @@ def _label_encoder(ctx: ImportContext, node):
                                ctx.constant(np.asarray(default, dtype=values.dtype))])]
 
 
+@onnx_op("Imputer", domain=ML)
+def _imputer(ctx: ImportContext, node):
+    x = ctx.input(0)
+    if x.dtype.is_float:
+        replaced = float(ctx.attr("replaced_value_float", 0.0))
+        imputed = ctx.attr("imputed_value_floats", None)
+    else:
+        replaced = int(ctx.attr("replaced_value_int64", 0))
+        imputed = ctx.attr("imputed_value_int64s", None)
+    if not imputed:
+        raise ctx.error(f"needs imputed_value_{'floats' if x.dtype.is_float else 'int64s'} "
+                        f"for a {x.dtype} input")
+    imputed_v = ctx.constant(np.asarray(imputed, dtype=x.dtype.np))
+    if isinstance(replaced, float) and np.isnan(replaced):
+        mask = ctx.add1("IsNaN", [x])
+    else:
+        mask = ctx.add1("Equal", [x, ctx.constant(np.asarray(replaced, dtype=x.dtype.np))])
+    return [ctx.add1("Where", [mask, imputed_v, x])]
+
+
+@onnx_op("FeatureVectorizer", domain=ML)
+def _feature_vectorizer(ctx: ImportContext, node):
+    parts = [rows(ctx, as_float(ctx, v)) for v in ctx.inputs() if v is not None]
+    dims = list(ctx.attr("inputdimensions", [p.shape[1] for p in parts]))
+    for k, (p, d) in enumerate(zip(parts, dims)):
+        if p.shape[1] != d:
+            raise ctx.error(f"input {k} has {p.shape[1]} columns, inputdimensions says {d}")
+    return [parts[0] if len(parts) == 1 else ctx.add1("Concat", parts, {"axis": 1})]
+
+
+@onnx_op("OneHotEncoder", domain=ML)
+def _one_hot_encoder(ctx: ImportContext, node):
+    """Numeric categories (string ones run on the host). With zeros=0 onnxruntime fails on
+    an unknown category; compiled code cannot raise, so such a row is all zeros here."""
+    x = ctx.input(0)
+    cats = np.asarray(ctx.attr("cats_int64s", []), dtype=np.int64)
+    if not cats.size:
+        raise ctx.error("needs cats_int64s (or cats_strings, a host function)")
+    if x.dtype != DType.int64:
+        x = ctx.add1("Cast", [x], {"to": "int64"})
+    xe = ctx.add1("Reshape", [x], {"shape": tuple(x.shape) + (1,)})
+    hit = ctx.add1("Equal", [xe, ctx.constant(cats.reshape((1,) * x.type.rank + (-1,)))])
+    return [ctx.add1("Cast", [hit], {"to": "float32"})]
+
+
 @onnx_op("ZipMap", domain=ML)
 def _zipmap(ctx: ImportContext, node):
     raise ctx.unsupported("ZipMap outputs a sequence of maps, which onnxc does not support; "

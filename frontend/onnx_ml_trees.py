@@ -250,18 +250,36 @@ def _tree_classifier(ctx: ImportContext, node):
     base = ctx.attr("base_values", None) if base is None else base
     ids = set(np.asarray(ctx.attr("class_ids"), dtype=np.int64).tolist())
     kind = ctx.attr("post_transform", "NONE")
-    scores = compile_forest(ctx, forest, x, None if base is None else np.asarray(base))
-    if len(labels) == 2 and len(ids) == 1:  # one score s, as onnxruntime reads it
-        if kind != "NONE" or base is not None:
-            raise ctx.unsupported("binary trees with weights for one class only support "
-                                  "post_transform NONE without base_values")
-        s = ctx.add1("Gather", [scores, ctx.constant(np.array([ids.pop()]))], {"axis": 1})
-        positive = np.all(np.asarray(ctx.attr("class_weights"), dtype=np.float64) >= 0)
-        cut = 0.5 if positive else 0.0  # probabilities: [1 - s, s]; margins: [-s, s]
-        other = ctx.add1("Sub", [ctx.constant(np.float32(1)), s]) if positive else \
-            ctx.add1("Neg", [s])
-        flat = ctx.add1("Reshape", [s], {"shape": (x.shape[0],)})
-        label = ctx.add1("Where", [ctx.add1("Greater", [flat, ctx.constant(np.float32(cut))]),
-                                   ctx.constant(labels[1]), ctx.constant(labels[0])])
-        return [label, ctx.add1("Concat", [other, s], {"axis": 1})]
+    one_score = len(labels) == 2 and len(ids) == 1
+    scores = compile_forest(ctx, forest, x, None if base is None or one_score
+                            else np.asarray(base))
+    if one_score:
+        return _binary_one_score(ctx, scores, ids.pop(), base, kind, labels, x.shape[0])
     return [label_of(ctx, scores, labels), post_transform(ctx, scores, kind)]
+
+
+def _binary_one_score(ctx: ImportContext, scores: Value, column: int, base, kind: str,
+                      labels: np.ndarray, n: int) -> list[Value]:
+    """Two classes, weights for one: a single score s, read as onnxruntime reads it. With
+    non-negative weights s is a probability: Z = [1 - s, s], label 1 when s > 0.5; otherwise
+    a margin: Z = [-s, s] (LOGISTIC: [sigmoid(-s), sigmoid(s)]), label 1 when s > 0."""
+    base = [] if base is None else [float(b) for b in np.asarray(base).reshape(-1)]
+    if len(base) > 1 and any(base):
+        raise ctx.unsupported("two base_values with weights for one class only")
+    s = ctx.add1("Gather", [scores, ctx.constant(np.array([column]))], {"axis": 1})
+    if len(base) == 1 and base[0]:
+        s = ctx.add1("Add", [s, ctx.constant(np.float32(base[0]))])
+    positive = bool(np.all(np.asarray(ctx.attr("class_weights"), dtype=np.float64) >= 0))
+    if positive and kind == "NONE":
+        z = [ctx.add1("Sub", [ctx.constant(np.float32(1)), s]), s]
+    elif not positive and kind == "NONE":
+        z = [ctx.add1("Neg", [s]), s]
+    elif not positive and kind == "LOGISTIC":
+        z = [ctx.add1("Sigmoid", [ctx.add1("Neg", [s])]), ctx.add1("Sigmoid", [s])]
+    else:
+        raise ctx.unsupported(f"post_transform {kind!r} with weights for one class only")
+    flat = ctx.add1("Reshape", [s], {"shape": (n,)})
+    cut = ctx.constant(np.float32(0.5 if positive else 0.0))
+    label = ctx.add1("Where", [ctx.add1("Greater", [flat, cut]), ctx.constant(labels[1]),
+                               ctx.constant(labels[0])])
+    return [label, ctx.add1("Concat", z, {"axis": 1})]

@@ -98,10 +98,7 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
         memory_limit(memory_limit_bytes)  # validates it
     hosts = host_nodes(proto)
     if hosts:  # string ops, regex, image decoding: host functions between compiled parts
-        if input_shapes:
-            raise OnnxcError("input_shapes is not supported for a model with host functions "
-                             "yet: its compiled parts are specialized on the first run")
-        session = compile_hosted(proto, hosts, options, num_threads)
+        session = compile_hosted(proto, hosts, options, num_threads, input_shapes)
         options.timings["total"] = time.perf_counter() - start
         return session
     declared = declared_inputs(proto, input_shapes)

@@ -277,9 +277,23 @@ class HostedSession(Session):
     """A Session over compiled partitions and host functions (see the module docstring)."""
 
     def __init__(self, model: onnx.ModelProto, stages: list[Stage], options: CompileOptions,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None):
         inits = {t.name for t in model.graph.initializer}
         inputs = [_spec(vi) for vi in model.graph.input if vi.name not in inits]
+        shapes = dict(input_shapes or {})
+        unknown = sorted(set(shapes) - {s.name for s in inputs})
+        if unknown:
+            raise ModelError(f"input_shapes names unknown inputs: {unknown}; the model's "
+                             f"inputs are {[s.name for s in inputs]}")
+        for k, s in enumerate(inputs):
+            if s.name in shapes:
+                fixed = tuple(int(d) for d in shapes[s.name])
+                if len(fixed) != len(s.shape) or any(isinstance(a, int) and a != b
+                                                     for a, b in zip(s.shape, fixed)):
+                    raise ModelError(f"input_shapes gives {s.name!r} shape {list(fixed)}, but "
+                                     f"the model declares {list(s.shape)}")
+                inputs[k] = TensorSpec(s.name, fixed, s.dtype)
         outputs = []
         for vi in model.graph.output:
             try:
@@ -360,7 +374,8 @@ class HostedSession(Session):
 
 
 def compile_hosted(proto: onnx.ModelProto, hosts: dict[int, HostOp], options: CompileOptions,
-                   num_threads: int | None = None) -> HostedSession:
+                   num_threads: int | None = None,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> HostedSession:
     """``onnxc.compile`` for a model with host nodes: unsupported ops are reported now; the
     compiled parts are built on the first run."""
     from onnxc.frontend.importer import check_ops
@@ -371,4 +386,5 @@ def compile_hosted(proto: onnx.ModelProto, hosts: dict[int, HostOp], options: Co
     check.CopyFrom(proto)
     check.graph.CopyFrom(rest)
     check_ops(check)
-    return HostedSession(proto, split(proto, hosts, options), options, num_threads)
+    return HostedSession(proto, split(proto, hosts, options), options, num_threads,
+                         input_shapes)

@@ -95,6 +95,11 @@ def test_string_feed_errors_and_unsupported_uses():
         session.save("/tmp/never.onnxc")
     with pytest.raises(onnxc.CompileError, match="host"):
         onnxc.compile(mixed_model(), devices=["cpu:0"])
+    fixed = onnxc.compile(mixed_model(), input_shapes={"words": [2, 3], "x": [2, 3]})
+    assert fixed.get_inputs()[0].shape == [2, 3]
+    with pytest.raises(onnxc.InputError, match="expects shape"):
+        fixed.run(None, {"words": np.array([["a", "b", "c"]], dtype=object),
+                         "x": np.ones((1, 3), np.float32)})
     # a string tensor reaching an op without a host function is refused, naming the node
     model = _model([helper.make_node("Transpose", ["s"], ["t"], name="flip")],
                    [helper.make_tensor_value_info("s", TensorProto.STRING, [2, 3])],

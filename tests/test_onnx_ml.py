@@ -32,10 +32,12 @@ def _same(got, want, rtol=1e-5, atol=1e-5):
 
 def _sklearn_models():
     from sklearn.datasets import load_iris, make_regression
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.ensemble import (GradientBoostingClassifier, RandomForestClassifier,
+                                  RandomForestRegressor)
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
     x, y = load_iris(return_X_y=True)
@@ -57,6 +59,14 @@ def _sklearn_models():
         "random_forest_regressor": (RandomForestRegressor(n_estimators=6, max_depth=5,
                                                           random_state=0), xr, yr),
         "linear_regression": (LinearRegression(), xr, yr),
+        "imputer_gradient_boosting_binary": (
+            make_pipeline(SimpleImputer(), GradientBoostingClassifier(n_estimators=8,
+                                                                      max_depth=3)),
+            np.where(np.arange(x.size).reshape(x.shape) % 7 == 0, np.nan, x).astype(np.float32),
+            y == 2),
+        "one_hot_logistic": (make_pipeline(OneHotEncoder(handle_unknown="ignore"),
+                                           LogisticRegression(max_iter=300)),
+                             (x * 2).astype(np.int64), y),
     }
 
 
@@ -69,7 +79,8 @@ def sklearn_models():
 
 SKLEARN_CASES = ["scaler_logistic", "scaler_logistic_binary", "logistic_string_labels",
                  "decision_tree_classifier", "decision_tree_binary", "random_forest_classifier",
-                 "decision_tree_regressor", "random_forest_regressor", "linear_regression"]
+                 "decision_tree_regressor", "random_forest_regressor", "linear_regression",
+                 "imputer_gradient_boosting_binary", "one_hot_logistic"]
 
 
 @pytest.mark.parametrize("name", SKLEARN_CASES)
@@ -84,7 +95,7 @@ def test_sklearn_model_vs_onnxruntime(sklearn_models, name):
         model = to_onnx(estimator, x[:1], options=options,
                         target_opset={"": 17, "ai.onnx.ml": 3})
     session = onnxc.compile(model)
-    feeds = {"X": x[::3]}
+    feeds = {model.graph.input[0].name: x[::3]}
     _same(session.run(None, feeds), _ort(model, feeds), rtol=1e-4, atol=1e-5)
     # numeric models are compiled code only; string labels add one host lookup
     host = session.host_ops if isinstance(session, HostedSession) else []
@@ -155,3 +166,23 @@ def test_zipmap_is_refused_with_the_fix():
     model = _one("ZipMap", {"classlabels_int64s": [0, 1, 2]}, x)
     with pytest.raises(onnxc.UnsupportedOpError, match="zipmap"):
         onnxc.compile(model)
+
+
+def test_imputer_feature_vectorizer_one_hot_vs_onnxruntime():
+    x = np.random.default_rng(5).standard_normal((4, 3)).astype(np.float32)
+    x[1, 2] = x[3, 0] = np.nan
+    model = _one("Imputer", {"replaced_value_float": float("nan"),
+                             "imputed_value_floats": [1.0, 2.0, 3.0]}, x)
+    _same(onnxc.compile(model).run(None, {"x": x}), _ort(model, {"x": x}))
+    ints = np.array([[1, 0, 5], [2, 1, 1]], dtype=np.int64)
+    model = _one("FeatureVectorizer", {"inputdimensions": [3, 3]}, ints,
+                 extra=[("z", ints * 2)])
+    feeds = {"x": ints, "z": ints * 2}
+    _same(onnxc.compile(model).run(None, feeds), _ort(model, feeds))
+    model = _one("OneHotEncoder", {"cats_int64s": [0, 1, 5, 7]}, ints)
+    _same(onnxc.compile(model).run(None, {"x": ints}), _ort(model, {"x": ints}))
+    words = np.array([["b", "a"], ["c", "zz"]], dtype=object)
+    model = _one("OneHotEncoder", {"cats_strings": ["a", "b", "c"]}, words)
+    session = onnxc.compile(model)
+    assert session.host_ops == ["OneHotEncoder"]
+    _same(session.run(None, {"x": words}), _ort(model, {"x": words}))
