@@ -71,6 +71,8 @@ def _normalizer(ctx: ImportContext, node):
         d = ctx.add1("Sqrt", [ctx.add1("ReduceSum", [ctx.add1("Mul", [x, x])], red)])
     else:
         raise ctx.error(f"norm {norm!r} is not MAX, L1 or L2")
+    zero = ctx.add1("Equal", [d, ctx.constant(np.float32(0))])  # a zero norm leaves the row
+    d = ctx.add1("Where", [zero, ctx.constant(np.float32(1)), d])
     return [ctx.add1("Div", [x, d])]
 
 

@@ -122,6 +122,8 @@ def _one(op, attrs, x, out_type=TensorProto.FLOAT, extra=(), ml=3):
 ])
 def test_ml_elementwise_ops_vs_onnxruntime(op, attrs):
     x = np.random.default_rng(2).standard_normal((5, 4)).astype(np.float32)
+    x[1] = 0  # a zero norm
+    x[2, :3], x[2, 3] = -1, 0  # MAX: the largest element is 0
     model = _one(op, attrs, x)
     _same(onnxc.compile(model).run(None, {"x": x}), _ort(model, {"x": x}))
 
