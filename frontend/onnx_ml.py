@@ -225,4 +225,4 @@ def _zipmap(ctx: ImportContext, node):
                           "convert without it (skl2onnx: options={'zipmap': False})")
 
 
-from . import onnx_ml_trees  # noqa: E402,F401  (registers the tree ensembles)
+from . import onnx_ml_svm, onnx_ml_trees  # noqa: E402,F401  (register SVMs and trees)

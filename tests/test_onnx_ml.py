@@ -188,3 +188,20 @@ def test_imputer_feature_vectorizer_one_hot_vs_onnxruntime():
     session = onnxc.compile(model)
     assert session.host_ops == ["OneHotEncoder"]
     _same(session.run(None, {"x": words}), _ort(model, {"x": words}))
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "linear", "poly", "sigmoid", "one_class"])
+def test_svm_regressor_vs_onnxruntime(kernel):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.svm import SVR, OneClassSVM
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    estimator = OneClassSVM(gamma=0.5) if kernel == "one_class" else \
+        SVR(kernel=kernel, gamma=0.2, coef0=0.5, degree=3)
+    estimator.fit(x, x[:, 0] * 2 - x[:, 1] ** 2)
+    model = to_onnx(estimator, x[:1], target_opset={"": 17, "ai.onnx.ml": 3})
+    _same(onnxc.compile(model).run(None, {"X": x}), _ort(model, {"X": x}), rtol=1e-4,
+          atol=1e-4)
