@@ -61,9 +61,9 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
                                  disabled_passes=tuple(disable_passes),
                                  print_after=tuple(print_after),
                                  memory_limit_bytes=memory_limit_bytes)
-        model = _from_framework(model, example_inputs)
-        _refuse_host_functions(load_model(model)[0])
-        return compile_placed(load_model(model)[0], devices, options=options,
+        proto = load_model(_from_framework(model, example_inputs))[0]
+        _refuse_host_functions(proto)
+        return compile_placed(proto, devices, options=options,
                               placement=placement, executor=executor,
                               micro_batches=micro_batches, parallel=parallel,
                               num_threads=num_threads, input_shapes=input_shapes,

@@ -245,7 +245,8 @@ def split(model: onnx.ModelProto, hosts: dict[int, HostOp], options: CompileOpti
         if kind == "host":
             node = nodes[0]
             exe = HostFunction(node, hosts[members[0]])
-            ins, outs = list(node.input), list(node.output)
+            ins = list(node.input)  # "" (an absent optional input) reads None
+            outs = [n or f"\0unused:{g}:{k}" for k, n in enumerate(node.output)]
             name = f"host:{node.op_type}:{node.name or node.output[0]}"
         else:
             inits = {t.name for t in graph.initializer}

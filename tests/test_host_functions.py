@@ -168,3 +168,13 @@ def test_image_decoder_with_compiled_postprocessing():
     np.testing.assert_allclose(got, pixels[:, :, ::-1] / np.float32(255), rtol=1e-6)
     with pytest.raises(onnxc.OnnxcError, match="ImageDecoder"):
         onnxc.compile(model).run(None, {"data": np.zeros(10, np.uint8)})
+
+
+def test_host_node_with_an_unused_optional_output():
+    nodes = [helper.make_node("StringSplit", ["s"], ["parts", ""], delimiter="-"),
+             helper.make_node("StringConcat", ["parts", "parts"], ["twice"])]
+    model = _model(nodes, [helper.make_tensor_value_info("s", TensorProto.STRING, [2])],
+                   [helper.make_tensor_value_info("twice", TensorProto.STRING, None)])
+    feeds = {"s": np.array(["a-b", "c"], dtype=object)}
+    (got,) = onnxc.compile(model).run(None, feeds)
+    assert got.tolist() == [["aa", "bb"], ["cc", ""]]
