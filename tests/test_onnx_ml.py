@@ -205,3 +205,20 @@ def test_svm_regressor_vs_onnxruntime(kernel):
     model = to_onnx(estimator, x[:1], target_opset={"": 17, "ai.onnx.ml": 3})
     _same(onnxc.compile(model).run(None, {"X": x}), _ort(model, {"X": x}), rtol=1e-4,
           atol=1e-4)
+
+
+@pytest.mark.parametrize("classes,kernel", [(3, "rbf"), (2, "poly"), (4, "linear")])
+def test_svm_classifier_vs_onnxruntime(classes, kernel):
+    """One-vs-one votes and pair scores (skl2onnx adds its one-vs-rest post-processing)."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.svm import SVC
+
+    x = np.random.default_rng(7).standard_normal((50, 4)).astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.5 * x[:, 1], np.linspace(-1, 1, classes - 1))
+    estimator = SVC(kernel=kernel, gamma=0.3, coef0=0.5).fit(x, y)
+    model = to_onnx(estimator, x[:1], options={"zipmap": False},
+                    target_opset={"": 17, "ai.onnx.ml": 3})
+    _same(onnxc.compile(model).run(None, {"X": x}), _ort(model, {"X": x}), rtol=1e-4,
+          atol=1e-4)
