@@ -114,15 +114,22 @@ def host_nodes(model: onnx.ModelProto) -> dict[int, HostOp]:
 
 
 def _candidates(graph: onnx.GraphProto):
-    """Cheap pre-check: string inputs, or an op that has a host function."""
-    from onnxc.frontend.host_ops import HOST_OPS
-
-    names = {op for _, op in HOST_OPS}
+    """Cheap pre-check, before any shape inference: a string input, initializer or Constant,
+    or a node that runs on the host whatever its types (StringConcat, ImageDecoder, a
+    LabelEncoder with string values...). Without one, no tensor can hold strings and the
+    model compiles as a whole (Equal and Identity alone do not make a model hosted)."""
     for vi in graph.input:
         if vi.type.tensor_type.elem_type == STRING:
             yield vi
+    for t in graph.initializer:
+        if t.data_type == STRING:
+            yield t
     for node in graph.node:
-        if node.op_type in names:
+        if find(node, [], []) is not None:
+            yield node
+        elif node.op_type == "Constant" and any(
+                a.name in ("value_string", "value_strings") or
+                (a.name == "value" and a.t.data_type == STRING) for a in node.attribute):
             yield node
 
 
