@@ -64,6 +64,7 @@ class ImportContext:
         self.values: dict[str, Value] = {}
         self.bound: set[int] = set()  # ids of values already named after their ONNX name
         self.node: onnx.NodeProto | None = None
+        self.opsets: dict[str, int] = {"": opset}  # domain -> version, for other domains
 
     # -- values ---------------------------------------------------------------------------
     def input(self, k: int) -> Value | None:
@@ -401,7 +402,7 @@ def _import_function(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
 def _register_importers() -> None:
     """The importer modules register their ONNX ops on import."""
     from . import (onnx_attention, onnx_control, onnx_deform,  # noqa: F401
-                   onnx_einsum, onnx_index, onnx_math, onnx_misc, onnx_nn, onnx_ops,
+                   onnx_einsum, onnx_index, onnx_math, onnx_misc, onnx_ml, onnx_nn, onnx_ops,
                    onnx_quant, onnx_random, onnx_resize, onnx_rnn, onnx_sequence,
                    onnx_shape_ops, onnx_signal, onnx_training)
 
@@ -452,9 +453,11 @@ def _check_supported(g: onnx.GraphProto | onnx.FunctionProto, opsets: dict[str, 
                              f"domain {node.domain!r} is not imported by the model"))
         elif not default:
             problems.append((node.name or "<unnamed>", f"{node.domain}::{node.op_type}",
-                             f"no importer for this op of domain {node.domain!r}"))
+                             _no_importer(node, f"no importer for this op of domain "
+                                                f"{node.domain!r}")))
         else:
-            problems.append((node.name or "<unnamed>", node.op_type, "no importer for this op"))
+            problems.append((node.name or "<unnamed>", node.op_type,
+                             _no_importer(node, "no importer for this op")))
         for a in node.attribute:  # the bodies of If, Loop and Scan
             for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
                 try:
@@ -463,6 +466,18 @@ def _check_supported(g: onnx.GraphProto | onnx.FunctionProto, opsets: dict[str, 
                     problems.extend(exc.problems)
     if problems:
         raise UnsupportedOpError(problems)
+
+
+def _no_importer(node: onnx.NodeProto, otherwise: str) -> str:
+    """Why the op cannot be imported here: a host function (compiled around, not in, a whole
+    graph), else ``otherwise``."""
+    from .host_ops import HOST_OPS, _register
+
+    _register()
+    if (node.domain if node.domain != "ai.onnx" else "", node.op_type) in HOST_OPS:
+        return ("runs as a host function (README: host functions): onnxc.compile runs it "
+                "between compiled parts, but this path compiles a whole graph only")
+    return otherwise
 
 
 def prod(values) -> int:

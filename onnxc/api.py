@@ -17,6 +17,7 @@ from onnxc.runtime.session import Session
 
 if TYPE_CHECKING:
     import onnx
+    from onnxc.runtime.plan import TensorSpec
 
 log = logging.getLogger("onnxc")
 
@@ -70,8 +71,9 @@ def compile(model: ModelLike, target: str = "cpu", *, opt_level: int = 2,
                                  disabled_passes=tuple(disable_passes),
                                  print_after=tuple(print_after),
                                  memory_limit_bytes=memory_limit_bytes)
-        model = _from_framework(model, example_inputs)
-        return compile_placed(load_model(model)[0], devices, options=options,
+        proto = load_model(_from_framework(model, example_inputs))[0]
+        _refuse_host_functions(proto)
+        return compile_placed(proto, devices, options=options,
                               placement=placement, executor=executor,
                               micro_batches=micro_batches, parallel=parallel,
                               num_threads=num_threads, input_shapes=input_shapes,
@@ -96,7 +98,9 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
     from onnxc.frontend.importer import check_ops
     from onnxc.ir.errors import DataDependentShape, InputValueNeeded
 
-    proto, _ = load_model(model)
+    from onnxc.runtime.hosted import compile_hosted, host_nodes, with_label_lookups
+
+    proto = with_label_lookups(load_model(model)[0])
     options = CompileOptions(target=target, opt_level=opt_level,
                              disabled_passes=tuple(disable_passes),
                              print_after=tuple(print_after),
@@ -109,6 +113,11 @@ def _compile(model: ModelLike, target: str, opt_level: int, num_threads: int | N
                          f"int >= 2, got {batch_tile!r}")
     if memory_limit_bytes is not None:
         memory_limit(memory_limit_bytes)  # validates it
+    hosts = host_nodes(proto)
+    if hosts:  # string ops, regex, image decoding: host functions between compiled parts
+        session = compile_hosted(proto, hosts, options, num_threads, input_shapes)
+        options.timings["total"] = time.perf_counter() - start
+        return session
     declared = declared_inputs(proto, input_shapes)
     static = all(s.kind == "tensor" and all(isinstance(d, int) for d in s.shape)
                  for s in declared)
@@ -156,6 +165,17 @@ def _prepare_tiles(session: Session, declared: list[TensorSpec]) -> None:
     rest = rest_key(declared, shapes, symbol)
     if all(isinstance(d, int) for shape in rest for d in shape):
         session.prepare_tiling(rest)
+
+
+def _refuse_host_functions(proto) -> None:
+    from onnxc.runtime.hosted import host_nodes
+
+    hosts = host_nodes(proto)
+    if hosts:
+        ops = sorted({proto.graph.node[k].op_type for k in hosts})
+        raise CompileError(f"placing a model over devices does not support host functions "
+                           f"yet (this model runs {', '.join(ops)} on the host); compile it "
+                           f"with target='cpu'")
 
 
 def optimize(model: ModelLike, opt_level: int = 2, *,

@@ -36,7 +36,7 @@ class NodeArg:
 def _ort_type(dtype: str) -> str:
     """onnxruntime's spelling: tensor(float), tensor(bfloat16), tensor(float8e4m3fn)..."""
     names = {"float32": "float", "float64": "double", "bool": "bool",
-             "float8_e8m0fnu": "float8e8m0", "float4_e2m1fn": "float4e2m1"}
+             "float8_e8m0fnu": "float8e8m0", "float4_e2m1fn": "float4e2m1", "object": "string"}
     return f"tensor({names.get(dtype, dtype.replace('_', ''))})"
 
 

@@ -11,6 +11,7 @@ import pytest
 import onnx.backend.test
 
 import onnxc.backend
+from onnxc.runtime.hosted import host_nodes
 from known_failures import NODE_KNOWN_FAILURES, NODE_RANDOM_EXPECTED
 
 NODE_CLASS = "OnnxBackendNodeModelTest"
@@ -39,3 +40,17 @@ del _node_case  # a second name for the TestCase class would collect every case 
 def test_known_failure_list_names_real_cases() -> None:
     """A misspelled or removed name would otherwise sit in the list forever."""
     assert not STALE, f"not ONNX node cases (fix tests/known_failures.py): {STALE}"
+
+
+@pytest.fixture(autouse=True)
+def _note_host_functions(request, monkeypatch):
+    """Tag a case whose model runs host functions (README: host functions), so the summary
+    can give the pass rate of compiled code alone (tests/conftest.py)."""
+    prepare = onnxc.backend.prepare
+
+    def noting(model, device="CPU", **kwargs):
+        if host_nodes(model):
+            request.node.user_properties.append(("host_function", True))
+        return prepare(model, device, **kwargs)
+
+    monkeypatch.setattr(onnxc.backend, "prepare", noting)
