@@ -64,7 +64,6 @@ class ImportContext:
         self.values: dict[str, Value] = {}
         self.bound: set[int] = set()  # ids of values already named after their ONNX name
         self.node: onnx.NodeProto | None = None
-        self.opsets: dict[str, int] = {"": opset}  # domain -> version, for other domains
 
     # -- values ---------------------------------------------------------------------------
     def input(self, k: int) -> Value | None:
