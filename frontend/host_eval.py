@@ -14,6 +14,10 @@ import onnx
 
 from onnxc.ir.errors import DataDependentShape
 
+HOST_EVALUATED_OPS = frozenset({"NonMaxSuppression", "NonZero", "Unique", "Compress", "TopK"})
+"""Ops this module may evaluate with onnx's reference: NonMaxSuppression always (folded at
+compile time or run between compiled parts), the others only when cut out at run time."""
+
 
 def data_dependent(ctx, node: onnx.NodeProto) -> DataDependentShape:
     """The exception that makes the session cut the model at ``node``."""
