@@ -25,6 +25,7 @@ from onnxc.ir.kernel import (Const, Expr, IndexValue, Ix, Kernel, Load, Op, Redu
 from onnxc.ir.types import static_strides
 
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
+from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 
 ROW_TILE = 256
@@ -147,6 +148,8 @@ def _outer_extent(st: Stage, shapes, vw: int) -> int:
         return 1
     plan = match_gemm(st, shapes)
     if plan is not None:
+        if use_packed(st, plan, shapes, vw):
+            return packed_outer_extent(st, plan, vw)
         return gemm_outer_extent(st, plan, vw)
     outer = math.prod(st.shape[:-1])
     if _row_reduce(st, shapes) is not None:
@@ -378,7 +381,10 @@ class StageEmitter:
         st, b = self.st, self.b
         plan = match_gemm(st, self.shapes)
         if plan is not None:
-            emit_gemm(self, plan, self.mb.vector_width)
+            if use_packed(st, plan, self.shapes, self.mb.vector_width):
+                emit_gemm_packed(self, plan, self.mb.vector_width)
+            else:
+                emit_gemm(self, plan, self.mb.vector_width)
             b.ret_void()
             ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
             return self.fn

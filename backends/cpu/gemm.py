@@ -98,6 +98,46 @@ def gemm_outer_extent(st: Stage, plan: GemmPlan, vw: int) -> int:
     return math.prod(others) * -(-st.shape[plan.p_index] // plan.tile(st, vw)[0])
 
 
+def column_env(se, plan: GemmPlan, j) -> dict:
+    """Index variables for flat column ``j`` (two of them when the axes are merged)."""
+    st, b = se.st, se.b
+    if not plan.merged:
+        return {st.vars[-1]: j}
+    pitch = I64(plan.pitch)
+    return {st.vars[-2]: b.udiv(j, pitch), st.vars[-1]: b.urem(j, pitch)}
+
+
+def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw: int, tile,
+                     values, remaining) -> None:
+    """Store the accumulator vectors ``values[m][n]`` to the stack tile, then run the stage's
+    epilogue (bias, activation, residual, ...) on its first ``remaining`` columns per row."""
+    st, b = se.st, se.b
+    f32 = ir.FloatType()
+    vec = ir.VectorType(f32, vw)
+    jtile = nr * vw
+    for m in range(mr):
+        for n in range(nr):
+            b.store(values[m][n], b.gep(tile, [I64(m * nr + n)], source_etype=vec))
+    count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
+    for m in range(mr):
+        def finish(jj, m=m):
+            e2 = {**env, plan.p: b.add(p0, I64(m)), **column_env(se, plan, b.add(j0, jj))}
+
+            def write():
+                slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
+                se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
+                se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
+                del se.reduce_values[id(plan.red)]
+
+            if plan.merged and plan.pitch > st.shape[-1]:  # drop pitch padding
+                inside = b.icmp_signed("<", e2[st.vars[-1]], I64(st.shape[-1]))
+                with b.if_then(inside):
+                    write()
+            else:
+                write()
+        se.loop(I64(0), count, finish, name="epi")
+
+
 def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
     """Emit the whole stage body (the parallel loop included) into ``se``'s function."""
     st, b = se.st, se.b
@@ -125,11 +165,7 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
     zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * vw)
 
     def jenv(j):
-        """Index variables for flat column ``j`` (two of them when the axes are merged)."""
-        if not plan.merged:
-            return {st.vars[-1]: j}
-        pitch = I64(plan.pitch)
-        return {st.vars[-2]: b.udiv(j, pitch), st.vars[-1]: b.urem(j, pitch)}
+        return column_env(se, plan, j)
 
     def outer(q):
         env: dict[Var, ir.Value] = {}
@@ -163,29 +199,9 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
                                                                    [ir.Constant(I32, 0)] * vw))
                 masks.append(b.icmp_signed("<", lanes, splat))
             reduce_nest(0, {**env, plan.p: p0}, j0, masks, mr)
-            # Spill the accumulators to the tile, then run the epilogue over it.
-            for m in range(mr):
-                for n in range(NR):
-                    ptr = b.gep(tile, [I64(m * NR + n)], source_etype=vec)
-                    b.store(b.load(accs[m][n], typ=vec), ptr)
-            count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
-            for m in range(mr):
-                def finish(jj, m=m):
-                    e2 = {**env, plan.p: b.add(p0, I64(m)), **jenv(b.add(j0, jj))}
-
-                    def write():
-                        slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
-                        se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
-                        se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
-                        del se.reduce_values[id(plan.red)]
-
-                    if plan.merged and plan.pitch > st.shape[-1]:  # drop pitch padding
-                        inside = b.icmp_signed("<", e2[st.vars[-1]], I64(st.shape[-1]))
-                        with b.if_then(inside):
-                            write()
-                    else:
-                        write()
-                se.loop(I64(0), count, finish, name="epi")
+            spill_and_finish(se, plan, env, p0, j0, mr, NR, vw, tile,
+                             [[b.load(accs[m][n], typ=vec) for n in range(NR)]
+                              for m in range(mr)], remaining)
 
         se.loop(I64(0), I64(jtiles), per_tile, name="jt")
 
