@@ -18,6 +18,7 @@ from llvmlite import ir
 from onnxc.ir.dtypes import DType
 from onnxc.ir.kernel import Load, Op, Reduce, Stage, Var, flat_coef, walk
 
+from .epilogue import VectorEpilogue, vectorizable
 from .llvm_types import I1, I32, I64
 
 MR_WIDE, NR_WIDE = 6, 2  # rows of p by vectors of j per tile: 12 accumulators
@@ -115,27 +116,64 @@ def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw
     f32 = ir.FloatType()
     vec = ir.VectorType(f32, vw)
     jtile = nr * vw
+    vector = vectorizable(st, plan.red, se.shapes, se.dtypes[st.out])
+    if vector and not plan.merged:  # straight from the registers, a vector at a time
+        ve = VectorEpilogue(se, plan.red, vw)
+        for m in range(mr):
+            for n in range(nr):
+                left = b.sub(remaining, I64(n * vw))
+                with b.if_then(b.icmp_signed(">", left, I64(0))):
+                    ve.store({**env, plan.p: b.add(p0, I64(m)),
+                              st.vars[-1]: b.add(j0, I64(n * vw))}, values[m][n], left)
+        return
     for m in range(mr):
         for n in range(nr):
             b.store(values[m][n], b.gep(tile, [I64(m * nr + n)], source_etype=vec))
     count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
+
+    def write(m, jj, e2):
+        slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
+        se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
+        se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
+        del se.reduce_values[id(plan.red)]
+
+    if not plan.merged:
+        for m in range(mr):
+            def finish(jj, m=m):
+                write(m, jj, {**env, plan.p: b.add(p0, I64(m)), st.vars[-1]: b.add(j0, jj)})
+            se.loop(I64(0), count, finish, name="epi")
+        return
+    # Merged rows: loop over the output rows the tile covers, then over the columns of each
+    # that are inside the image (the pitch padding is dropped): no division per element, and
+    # a contiguous inner loop that LLVM vectorizes.
+    pitch, width = I64(plan.pitch), I64(st.shape[-1])
+    ve = VectorEpilogue(se, plan.red, vw) if vector else None
+    y_lo = b.udiv(j0, pitch)
+    y_hi = b.add(b.udiv(b.sub(b.add(j0, count), I64(1)), pitch), I64(1))
     for m in range(mr):
-        def finish(jj, m=m):
-            e2 = {**env, plan.p: b.add(p0, I64(m)), **column_env(se, plan, b.add(j0, jj))}
+        def row(y, m=m):
+            start = b.sub(b.mul(y, pitch), j0)  # tile offset of column 0 of row y
+            xs = b.select(b.icmp_signed("<", start, I64(0)), b.neg(start), I64(0))
+            xe = b.sub(count, start)
+            xe = b.select(b.icmp_signed("<", xe, width), xe, width)
 
-            def write():
-                slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
-                se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
-                se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
-                del se.reduce_values[id(plan.red)]
+            def col(x):
+                write(m, b.add(start, x), {**env, plan.p: b.add(p0, I64(m)), st.vars[-2]: y,
+                                           st.vars[-1]: x})
 
-            if plan.merged and plan.pitch > st.shape[-1]:  # drop pitch padding
-                inside = b.icmp_signed("<", e2[st.vars[-1]], I64(st.shape[-1]))
-                with b.if_then(inside):
-                    write()
+            def col_vector(c):
+                x = b.add(xs, b.mul(c, I64(vw)))
+                left = b.sub(xe, x)
+                slot = b.gep(tile, [b.add(I64(m * jtile), b.add(start, x))], source_etype=f32)
+                ve.store({**env, plan.p: b.add(p0, I64(m)), st.vars[-2]: y, st.vars[-1]: x},
+                         ve.tile_vector(slot, ve.mask(left)), left)
+
+            if vector:
+                chunks = b.sdiv(b.add(b.sub(xe, xs), I64(vw - 1)), I64(vw))
+                se.loop(I64(0), chunks, col_vector, name="epiv")
             else:
-                write()
-        se.loop(I64(0), count, finish, name="epi")
+                se.loop(xs, xe, col, name="epi")
+        se.loop(y_lo, y_hi, row, name="epirow")
 
 
 def emit_gemm(se, plan: GemmPlan, vw: int) -> None:

@@ -25,7 +25,8 @@ from onnxc.ir.kernel import Stage, Var, flat_coef
 from .gemm import GemmPlan, column_env, spill_and_finish
 from .llvm_types import I1, I32, I64, PTR
 
-MR, NR = 6, 2  # register tile: MR rows by NR vectors (6 x 32 floats on AVX-512)
+import os
+MR, NR = (int(x) for x in os.environ.get("ONNXC_TILE", "6,2").split(","))  # TEMP sweep
 PANEL_FLOATS = 96 * 1024  # K * NC per packed block: 384 KiB, under half of a 1 MiB L2
 MIN_ROWS = MR  # at least one full row tile
 MIN_K = 16
@@ -47,8 +48,11 @@ def a_is_contiguous(plan: GemmPlan, shapes: dict) -> bool:
     return all(ix.coef(v) is not None for ix in plan.a.index for v, _ in plan.red.axes)
 
 
+ENABLED = True  # bench.ab switches it off to measure the unpacked schedule in one process
+
+
 def use_packed(st: Stage, plan: GemmPlan, shapes: dict, vw: int) -> bool:
-    return (st.shape[plan.p_index] >= MIN_ROWS and plan.j_extent(st) > vw
+    return (ENABLED and st.shape[plan.p_index] >= MIN_ROWS and plan.j_extent(st) > vw
             and reduction_extent(plan) >= MIN_K and a_is_contiguous(plan, shapes))
 
 
@@ -108,12 +112,15 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
         return b.shuffle_vector(v, v, splat_mask)
 
     panel = b.call(alloc, [I64(64), I64(K * NC * 4)])
+    packed_key = se.alloca(I64, "packed_key")
+    b.store(I64(-1), packed_key)
 
     def unit(q):
         env: dict[Var, ir.Value] = {}
         rest = q
         group = b.urem(rest, I64(groups))
         rest = b.udiv(rest, I64(groups))
+        key = rest  # consecutive units of one thread that share a column block pack it once
         jb = b.urem(rest, I64(jblocks))
         rest = b.udiv(rest, I64(jblocks))
         for k in reversed(other):
@@ -123,7 +130,9 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
         left = b.sub(I64(J), jb0)
         ncols = b.select(b.icmp_signed("<", left, I64(NC)), left, I64(NC))
         ntiles = b.udiv(b.add(ncols, I64(jtile - 1)), I64(jtile))
-        pack(env, jb0, ntiles)
+        with b.if_then(b.icmp_signed("!=", b.load(packed_key, typ=I64), key)):
+            pack(env, jb0, ntiles)
+            b.store(key, packed_key)
         pt0 = b.mul(group, I64(per_group))
         pt_end = b.add(pt0, I64(per_group))
         pt_end = b.select(b.icmp_signed("<", pt_end, I64(-(-P // MR))), pt_end,
