@@ -79,7 +79,7 @@ CONV = [  # (C, M, H, W, kernel, pad, residual)
 def test_conv_packed(case):
     c, m, h, w, k, pad, residual = case
     rng = np.random.default_rng(c * m + h)
-    wt = rng.standard_normal((m, c, k, k)).astype(np.float32) / np.sqrt(c * k * k)
+    wt = (rng.standard_normal((m, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
     bias = rng.standard_normal(m).astype(np.float32)
     oh, ow = h + 2 * pad - k + 1, w + 2 * pad - k + 1
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[pad] * 4)]
