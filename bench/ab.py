@@ -2,8 +2,9 @@
 
     env -u OPENBLAS_CORETYPE python -m bench.ab [--models ...] [--threads 1 2] [--runs 20]
 
-Compiles each model twice — once with the packed GEMM schedule off (the register-blocked
-schedule reading its operands in place: the state before it) and once on — and times both
+Compiles each model twice — once with this branch's schedules off (the register-blocked GEMM
+reading its operands in place, scalar epilogues, a fork-join per parallel stage: the state
+before them) and once on (packed GEMM, vector epilogues, one thread team per run) — and times both
 with onnxruntime, interleaved in blocks (first run of each block untimed), so machine load hits
 all three alike. Prints median latencies and the ratios to onnxruntime.
 """
@@ -18,7 +19,7 @@ import time
 import numpy as np
 
 import onnxc
-from onnxc.backends.cpu import gemm_packed
+from onnxc.backends.cpu import epilogue, gemm_packed, team
 
 from .__main__ import DEFAULT_MODELS, LIGHT, _ort_session
 
@@ -27,12 +28,15 @@ BLOCK = 5
 
 @contextlib.contextmanager
 def packed(enabled: bool):
-    saved = gemm_packed.ENABLED
-    gemm_packed.ENABLED = enabled
+    modules = (gemm_packed, epilogue, team)
+    saved = [m.ENABLED for m in modules]
+    for m in modules:
+        m.ENABLED = enabled
     try:
         yield
     finally:
-        gemm_packed.ENABLED = saved
+        for m, value in zip(modules, saved):
+            m.ENABLED = value
 
 
 def compare(name: str, threads: int, runs: int) -> dict:

@@ -28,6 +28,7 @@ from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
+from .team import enabled as team_enabled
 
 ROW_TILE = 256
 PARALLEL_MIN_WORK = 1 << 20
@@ -120,8 +121,8 @@ class ModuleBuilder:
         for arg, name in zip(fn.args, ("inputs", "outputs", "consts", "arena", "nthreads")):
             arg.name = name
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        if not self.use_openmp:
-            serial_calls(b, fn, calls)
+        if not (self.use_openmp and team_enabled()):
+            serial_calls(b, fn, calls, I32(1) if not self.use_openmp else fn.args[4])
             b.ret_void()
             return fn
         # Two or more threads: one parallel region for the whole run (see team.py).
@@ -129,7 +130,7 @@ class ModuleBuilder:
         serial = b.icmp_signed("<=", fn.args[4], I32(1))
         with b.if_else(serial) as (then, otherwise):
             with then:
-                serial_calls(b, fn, calls)
+                serial_calls(b, fn, calls, I32(1))
             with otherwise:
                 n = max(stage_count(calls, self.stage_table), 1)
                 counters = b.alloca(I64, size=I64(2 * n), name="counters")

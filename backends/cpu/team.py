@@ -22,6 +22,7 @@ from llvmlite import ir
 
 from .llvm_types import I32, I64, PTR, VOID
 
+ENABLED = True  # bench.ab switches it off: a fork-join per parallel stage, as before
 CHUNKS_PER_THREAD = 4
 SPINS_BEFORE_YIELD = 2000
 
@@ -72,14 +73,19 @@ def fill_params(b, params, slots, tables: dict, arena) -> None:
         b.store(ptr, b.gep(params, [I64(k)], source_etype=PTR))
 
 
-def serial_calls(b, fn, calls) -> None:
-    """One thread: each kernel in turn (``fn`` is onnxc_main: inputs, outputs, consts, arena)."""
+def enabled() -> bool:
+    return ENABLED
+
+
+def serial_calls(b, fn, calls, nthreads) -> None:
+    """Each kernel in turn, each given ``nthreads`` (``fn`` is onnxc_main: inputs, outputs,
+    consts, arena)."""
     width = max((len(slots) for _, slots in calls), default=1)
     params = b.alloca(PTR, size=I64(max(width, 1)), name="params")
     tables = {"input": fn.args[0], "output": fn.args[1], "const": fn.args[2]}
     for kfn, slots in calls:
         fill_params(b, params, slots, tables, fn.args[3])
-        b.call(kfn, [params, I32(1)])
+        b.call(kfn, [params, nthreads])
 
 
 def stage_count(calls, stage_table: dict) -> int:
