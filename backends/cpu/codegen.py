@@ -2,8 +2,9 @@
 
 Each kernel becomes ``void @<name>(ptr params, i32 nthreads)``; each of its stages a loop nest
 ``void @<name>.s<k>(ptr params, i32 tid, i32 nthreads)`` that computes its share of the outer
-iterations, run across threads through OpenMP's ``GOMP_parallel`` when it is worth it. One
-``@onnxc_main`` calls every kernel in order, so a whole run is one native call.
+iterations. One ``@onnxc_main`` calls every kernel in order, so a whole run is one native call;
+with two or more threads it opens one OpenMP region for the run (team.py) in which the threads
+claim chunks of each stage. A kernel called on its own (profiling) forks and joins per stage.
 
 Schedules: a stage whose value is ``epilogue(reduce(...))`` and whose loads run along the
 innermost output axis is computed a row tile at a time (``row``): accumulators for a tile of the
