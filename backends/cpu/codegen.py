@@ -2,8 +2,9 @@
 
 Each kernel becomes ``void @<name>(ptr params, i32 nthreads)``; each of its stages a loop nest
 ``void @<name>.s<k>(ptr params, i32 tid, i32 nthreads)`` that computes its share of the outer
-iterations, run across threads through OpenMP's ``GOMP_parallel`` when it is worth it. One
-``@onnxc_main`` calls every kernel in order, so a whole run is one native call.
+iterations. One ``@onnxc_main`` calls every kernel in order, so a whole run is one native call;
+with two or more threads it opens one OpenMP region for the run (team.py) in which the threads
+claim chunks of each stage. A kernel called on its own (profiling) forks and joins per stage.
 
 Schedules: a stage whose value is ``epilogue(reduce(...))`` and whose loads run along the
 innermost output axis is computed a row tile at a time (``row``): accumulators for a tile of the
@@ -29,7 +30,10 @@ from onnxc.ir.types import static_strides
 from . import narrow
 from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
-from .llvm_types import I32, I64, PTR, VOID, storage_type, value_type
+from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
+from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
+from .team import add_team, serial_calls, stage_count
+from .team import enabled as team_enabled
 
 ROW_TILE = 256
 PARALLEL_MIN_WORK = 1 << 20
@@ -52,6 +56,8 @@ class ModuleBuilder:
         self.use_openmp = use_openmp
         self.vector_width = vector_width  # float32 lanes of the widest vector unit
         self._names: set[str] = set()
+        # kernel symbol -> [(stage function, worth parallelising, outer extent)], for the team
+        self.stage_table: dict[str, list[tuple[ir.Function, bool, int]]] = {}
 
     # -- declarations ----------------------------------------------------------------------
     def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -77,6 +83,7 @@ class ModuleBuilder:
         fn.attributes.add("noinline")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         shapes = {p.name: p.shape for p in kernel.params}
+        table = self.stage_table[fn.name] = []
         for k, st in enumerate(kernel.stages):
             try:
                 body = StageEmitter(self, kernel, st, f"{fn.name}.s{k}").emit()
@@ -85,7 +92,9 @@ class ModuleBuilder:
             except Exception as exc:  # a bug in onnxc: say which kernel
                 raise CompileError(f"code generation failed for kernel {kernel.name} stage "
                                    f"{st.out}: {type(exc).__name__}: {exc}") from exc
-            if self.use_openmp and _worth_parallel(st, shapes, self.vector_width):
+            parallel = _worth_parallel(st, shapes, self.vector_width)
+            table.append((body, parallel, _outer_extent(st, shapes, self.vector_width)))
+            if self.use_openmp and parallel:
                 wrapper = self._omp_wrapper(body)
                 gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
                 serial = b.icmp_signed("<=", fn.args[1], I32(1))
@@ -116,18 +125,27 @@ class ModuleBuilder:
         for arg, name in zip(fn.args, ("inputs", "outputs", "consts", "arena", "nthreads")):
             arg.name = name
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        width = max((len(slots) for _, slots in calls), default=1)
-        params = b.alloca(PTR, size=I64(max(width, 1)), name="params")
-        tables = {"input": fn.args[0], "output": fn.args[1], "const": fn.args[2]}
-        for kfn, slots in calls:
-            for k, slot in enumerate(slots):
-                if slot.region == "arena":
-                    ptr = b.gep(fn.args[3], [I64(slot.index)], source_etype=ir.IntType(8))
-                else:
-                    ptr = b.load(b.gep(tables[slot.region], [I64(slot.index)], source_etype=PTR),
-                                 typ=PTR)
-                b.store(ptr, b.gep(params, [I64(k)], source_etype=PTR))
-            b.call(kfn, [params, fn.args[4]])
+        if not (self.use_openmp and team_enabled()):
+            serial_calls(b, fn, calls, I32(1) if not self.use_openmp else fn.args[4])
+            b.ret_void()
+            return fn
+        # Two or more threads: one parallel region for the whole run (see team.py).
+        team = add_team(self, calls, self.stage_table)
+        serial = b.icmp_signed("<=", fn.args[4], I32(1))
+        with b.if_else(serial) as (then, otherwise):
+            with then:
+                serial_calls(b, fn, calls, I32(1))
+            with otherwise:
+                n = max(stage_count(calls, self.stage_table), 1)
+                counters = b.alloca(I64, size=I64(2 * n), name="counters")
+                memset = self.declare("llvm.memset.p0.i64", VOID,
+                                      [PTR, ir.IntType(8), I64, I1])
+                b.call(memset, [counters, ir.IntType(8)(0), I64(16 * n), I1(0)])
+                ctx = b.alloca(PTR, size=I64(5), name="ctx")
+                for k, value in enumerate([*fn.args[:4], counters]):
+                    b.store(value, b.gep(ctx, [I64(k)], source_etype=PTR))
+                gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
+                b.call(gomp, [team, ctx, fn.args[4], I32(0)])
         b.ret_void()
         return fn
 
@@ -150,6 +168,8 @@ def _outer_extent(st: Stage, shapes, vw: int) -> int:
         return 1
     plan = match_gemm(st, shapes)
     if plan is not None:
+        if use_packed(st, plan, shapes, vw):
+            return packed_outer_extent(st, plan, vw)
         return gemm_outer_extent(st, plan, vw)
     outer = math.prod(st.shape[:-1])
     if _row_reduce(st, shapes) is not None:
@@ -404,7 +424,10 @@ class StageEmitter:
         st, b = self.st, self.b
         plan = match_gemm(st, self.shapes)
         if plan is not None:
-            emit_gemm(self, plan, self.mb.vector_width)
+            if use_packed(st, plan, self.shapes, self.mb.vector_width):
+                emit_gemm_packed(self, plan, self.mb.vector_width)
+            else:
+                emit_gemm(self, plan, self.mb.vector_width)
             b.ret_void()
             ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
             return self.fn

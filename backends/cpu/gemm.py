@@ -17,6 +17,7 @@ from llvmlite import ir
 from onnxc.ir.kernel import Stage, Var
 
 from ..gemm_match import GemmPlan, match_gemm
+from .epilogue import VectorEpilogue, vectorizable
 from .llvm_types import I1, I32, I64
 
 __all__ = ["GemmPlan", "match_gemm", "gemm_outer_extent", "emit_gemm"]
@@ -26,6 +27,83 @@ def gemm_outer_extent(st: Stage, plan: GemmPlan, vw: int) -> int:
     others = [n for k, n in enumerate(st.shape[:-2 if plan.merged else -1])
               if k != plan.p_index]
     return math.prod(others) * -(-st.shape[plan.p_index] // plan.tile(st, vw)[0])
+
+
+def column_env(se, plan: GemmPlan, j) -> dict:
+    """Index variables for flat column ``j`` (two of them when the axes are merged)."""
+    st, b = se.st, se.b
+    if not plan.merged:
+        return {st.vars[-1]: j}
+    pitch = I64(plan.pitch)
+    return {st.vars[-2]: b.udiv(j, pitch), st.vars[-1]: b.urem(j, pitch)}
+
+
+def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw: int, tile,
+                     values, remaining) -> None:
+    """Store the accumulator vectors ``values[m][n]`` to the stack tile, then run the stage's
+    epilogue (bias, activation, residual, ...) on its first ``remaining`` columns per row."""
+    st, b = se.st, se.b
+    f32 = ir.FloatType()
+    vec = ir.VectorType(f32, vw)
+    jtile = nr * vw
+    vector = vectorizable(st, plan.red, se.shapes, se.dtypes[st.out])
+    if vector and not plan.merged:  # straight from the registers, a vector at a time
+        ve = VectorEpilogue(se, plan.red, vw)
+        for m in range(mr):
+            for n in range(nr):
+                left = b.sub(remaining, I64(n * vw))
+                with b.if_then(b.icmp_signed(">", left, I64(0))):
+                    ve.store({**env, plan.p: b.add(p0, I64(m)),
+                              st.vars[-1]: b.add(j0, I64(n * vw))}, values[m][n], left)
+        return
+    for m in range(mr):
+        for n in range(nr):
+            b.store(values[m][n], b.gep(tile, [I64(m * nr + n)], source_etype=vec))
+    count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
+
+    def write(m, jj, e2):
+        slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
+        se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
+        se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
+        del se.reduce_values[id(plan.red)]
+
+    if not plan.merged:
+        for m in range(mr):
+            def finish(jj, m=m):
+                write(m, jj, {**env, plan.p: b.add(p0, I64(m)), st.vars[-1]: b.add(j0, jj)})
+            se.loop(I64(0), count, finish, name="epi")
+        return
+    # Merged rows: loop over the output rows the tile covers, then over the columns of each
+    # that are inside the image (the pitch padding is dropped): no division per element, and
+    # a contiguous inner loop that LLVM vectorizes.
+    pitch, width = I64(plan.pitch), I64(st.shape[-1])
+    ve = VectorEpilogue(se, plan.red, vw) if vector else None
+    y_lo = b.udiv(j0, pitch)
+    y_hi = b.add(b.udiv(b.sub(b.add(j0, count), I64(1)), pitch), I64(1))
+    for m in range(mr):
+        def row(y, m=m):
+            start = b.sub(b.mul(y, pitch), j0)  # tile offset of column 0 of row y
+            xs = b.select(b.icmp_signed("<", start, I64(0)), b.neg(start), I64(0))
+            xe = b.sub(count, start)
+            xe = b.select(b.icmp_signed("<", xe, width), xe, width)
+
+            def col(x):
+                write(m, b.add(start, x), {**env, plan.p: b.add(p0, I64(m)), st.vars[-2]: y,
+                                           st.vars[-1]: x})
+
+            def col_vector(c):
+                x = b.add(xs, b.mul(c, I64(vw)))
+                left = b.sub(xe, x)
+                slot = b.gep(tile, [b.add(I64(m * jtile), b.add(start, x))], source_etype=f32)
+                ve.store({**env, plan.p: b.add(p0, I64(m)), st.vars[-2]: y, st.vars[-1]: x},
+                         ve.tile_vector(slot, ve.mask(left)), left)
+
+            if vector:
+                chunks = b.sdiv(b.add(b.sub(xe, xs), I64(vw - 1)), I64(vw))
+                se.loop(I64(0), chunks, col_vector, name="epiv")
+            else:
+                se.loop(xs, xe, col, name="epi")
+        se.loop(y_lo, y_hi, row, name="epirow")
 
 
 def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
@@ -55,11 +133,7 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
     zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * vw)
 
     def jenv(j):
-        """Index variables for flat column ``j`` (two of them when the axes are merged)."""
-        if not plan.merged:
-            return {st.vars[-1]: j}
-        pitch = I64(plan.pitch)
-        return {st.vars[-2]: b.udiv(j, pitch), st.vars[-1]: b.urem(j, pitch)}
+        return column_env(se, plan, j)
 
     def outer(q):
         env: dict[Var, ir.Value] = {}
@@ -93,29 +167,9 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
                                                                    [ir.Constant(I32, 0)] * vw))
                 masks.append(b.icmp_signed("<", lanes, splat))
             reduce_nest(0, {**env, plan.p: p0}, j0, masks, mr)
-            # Spill the accumulators to the tile, then run the epilogue over it.
-            for m in range(mr):
-                for n in range(NR):
-                    ptr = b.gep(tile, [I64(m * NR + n)], source_etype=vec)
-                    b.store(b.load(accs[m][n], typ=vec), ptr)
-            count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
-            for m in range(mr):
-                def finish(jj, m=m):
-                    e2 = {**env, plan.p: b.add(p0, I64(m)), **jenv(b.add(j0, jj))}
-
-                    def write():
-                        slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
-                        se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
-                        se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
-                        del se.reduce_values[id(plan.red)]
-
-                    if plan.merged and plan.pitch > st.shape[-1]:  # drop pitch padding
-                        inside = b.icmp_signed("<", e2[st.vars[-1]], I64(st.shape[-1]))
-                        with b.if_then(inside):
-                            write()
-                    else:
-                        write()
-                se.loop(I64(0), count, finish, name="epi")
+            spill_and_finish(se, plan, env, p0, j0, mr, NR, vw, tile,
+                             [[b.load(accs[m][n], typ=vec) for n in range(NR)]
+                              for m in range(mr)], remaining)
 
         se.loop(I64(0), I64(jtiles), per_tile, name="jt")
 
