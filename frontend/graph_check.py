@@ -54,6 +54,7 @@ def check_and_sort(g: onnx.GraphProto) -> list[onnx.NodeProto]:
                 raise ModelError(f"input {i} {name!r} is not produced by any node, initializer "
                                  f"or graph input", node=_label(node), op=node.op_type)
             deps.add(producer[name])
+        deps.update(producer[name] for name in _attribute_reads(node) if name in producer)
         sorted_already = sorted_already and all(d < k for d in deps)
         waiting[k] = len(deps)
         for d in deps:
@@ -75,6 +76,13 @@ def check_and_sort(g: onnx.GraphProto) -> list[onnx.NodeProto]:
     if len(order) < len(g.node):
         raise ModelError(_cycle_message(g, waiting, producer, defined))
     return [g.node[k] for k in order]
+
+
+def _attribute_reads(node: onnx.NodeProto) -> list[str]:
+    """Values a node reads by name in an attribute: Gradient differentiates its ``y``."""
+    if node.op_type != "Gradient":
+        return []
+    return [onnx.helper.get_attribute_value(a).decode() for a in node.attribute if a.name == "y"]
 
 
 def _cycle_message(g: onnx.GraphProto, waiting: list[int], producer: dict[str, int],

@@ -239,6 +239,9 @@ def import_graph(model: onnx.ModelProto, input_shapes: dict[str, Sequence] | Non
     graph = Graph(g.name or "main")
     ctx = ImportContext(graph, opset, memory_limit, opsets)
     ctx.functions = functions
+    # ONNX producers of the main graph's values, for Gradient (frontend/onnx_gradient.py)
+    ctx.producers = {o: n for n in ordered for o in n.output if o}
+    ctx.producer_order = ordered
     input_shapes = dict(input_shapes or {})
 
     initializers = {t.name: t for t in g.initializer}
@@ -401,9 +404,9 @@ def _import_function(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
 def _register_importers() -> None:
     """The importer modules register their ONNX ops on import."""
     from . import (onnx_attention, onnx_control, onnx_deform,  # noqa: F401
-                   onnx_einsum, onnx_index, onnx_math, onnx_misc, onnx_ml, onnx_nn, onnx_ops,
-                   onnx_quant, onnx_random, onnx_resize, onnx_rnn, onnx_sequence,
-                   onnx_shape_ops, onnx_signal, onnx_training)
+                   onnx_einsum, onnx_gradient, onnx_index, onnx_math, onnx_misc, onnx_ml,
+                   onnx_nn, onnx_ops, onnx_quant, onnx_random, onnx_resize, onnx_rnn,
+                   onnx_sequence, onnx_shape_ops, onnx_signal, onnx_training)
 
 
 def check_ops(model: onnx.ModelProto) -> None:

@@ -33,11 +33,7 @@ NODE_RANDOM_EXPECTED: dict[str, list[str]] = {
 }
 """Cases whose expected output is a random draw: a listed case is a non-strict xfail."""
 
-MODEL_KNOWN_FAILURES: dict[str, list[str]] = {
-    'the Gradient op (ai.onnx.preview.training) is not supported': [
-        'gradient_of_add', 'gradient_of_add_and_mul',
-    ],
-}
+MODEL_KNOWN_FAILURES: dict[str, list[str]] = {}
 
 NODE_KNOWN_NAMES: frozenset[str] = frozenset(
     n for table in (NODE_KNOWN_FAILURES, NODE_RANDOM_EXPECTED) for names in table.values()
