@@ -125,8 +125,13 @@ class ModuleBuilder:
         for arg, name in zip(fn.args, ("inputs", "outputs", "consts", "arena", "nthreads")):
             arg.name = name
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        if not (self.use_openmp and team_enabled()):
-            serial_calls(b, fn, calls, I32(1) if not self.use_openmp else fn.args[4])
+        # A model with no stage worth parallelising (an MLP at batch 1, an LSTM's small steps)
+        # runs on the calling thread: a team would only add its start and end to every run.
+        any_parallel = any(parallel for kfn, _ in calls
+                           for _, parallel, _ in self.stage_table.get(kfn.name, ()))
+        if not (self.use_openmp and team_enabled()) or not any_parallel:
+            serial_calls(b, fn, calls, I32(1) if not (self.use_openmp and any_parallel)
+                         else fn.args[4])
             b.ret_void()
             return fn
         # Two or more threads: one parallel region for the whole run (see team.py).
