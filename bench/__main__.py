@@ -7,12 +7,12 @@ The default set: the light ResNet-50, SqueezeNet, Inception v1 and DenseNet-121 
 onnx, and generated models (bench/models.py): an MLP at batch 1 and 64, a transformer encoder
 layer, an LSTM and MobileNet v1. For each model and thread count it reports onnxc's cold
 compile time (empty object cache), recompile time (cache hit) and artifact load time, the
-median run latency of each engine, the ratio onnxc / onnxruntime (below 1 means onnxc is faster) and, with OpenVINO, onnxc / OpenVINO in
-float32 and OpenVINO's default-precision latency (bf16 on CPUs with avx512_bf16), then the
-geometric means per thread count. Runs alternate between the engines so
-machine noise hits both alike: in blocks of BLOCK runs, the first of each block discarded, so
-one engine's spinning worker threads (onnxruntime's pool, libgomp's team) have gone quiet
-before the other engine's timed runs.
+median run latency of each engine, the ratio onnxc / onnxruntime (below 1 means onnxc is
+faster) and, with OpenVINO, onnxc / OpenVINO in float32 and OpenVINO's default-precision
+latency (bf16 on CPUs with avx512_bf16), then the geometric means per thread count. Runs
+alternate between the engines so machine noise hits both alike: in blocks of BLOCK runs, the
+first of each block discarded, so one engine's spinning worker threads (onnxruntime's pool,
+libgomp's team) have gone quiet before the other engine's timed runs.
 """
 from __future__ import annotations
 
