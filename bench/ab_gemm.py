@@ -26,14 +26,15 @@ BLOCK = 5
 
 @contextlib.contextmanager
 def fixed_tile(enabled: bool):
-    """enabled=False: the schedule as before (6x2 everywhere, no dot-product columns)."""
-    saved = gemm_shapes.FORCE, gemm_tail.TAIL_MAX
+    """enabled=False: the schedule as before (6x2 everywhere, no dot-product columns, row
+    groups before column blocks)."""
+    saved = gemm_shapes.FORCE, gemm_tail.TAIL_MAX, gemm_shapes.SPLIT_COLUMNS
     if not enabled:
-        gemm_shapes.FORCE, gemm_tail.TAIL_MAX = (6, 2), 0
+        gemm_shapes.FORCE, gemm_tail.TAIL_MAX, gemm_shapes.SPLIT_COLUMNS = (6, 2), 0, False
     try:
         yield
     finally:
-        gemm_shapes.FORCE, gemm_tail.TAIL_MAX = saved
+        gemm_shapes.FORCE, gemm_tail.TAIL_MAX, gemm_shapes.SPLIT_COLUMNS = saved
 
 
 def compare(name: str, threads: int, runs: int, tmp: str) -> dict:

@@ -5,7 +5,8 @@
 
 Each shape is one Conv (+ bias + ReLU), C input channels, M output channels, H x W input, K x K
 kernel (padding K // 2), stride S; each tile is compiled with ``gemm_shapes.FORCE`` pinned to it
-("auto": the schedule's own choice; suffix "-nt": without the dot-product column tail) and all of them are timed interleaved in blocks, with
+("auto": the schedule's own choice; suffix "-nt": without the dot-product column tail,
+"-rows": threads share row groups before column blocks, as before) and all of them are timed interleaved in blocks, with
 onnxruntime on the same model; GFLOP/s of the medians are printed.
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ def conv_model(c: int, m: int, h: int, w: int, k: int = 1, s: int = 1):
 
 
 def _tile(text: str):
-    text = text.removesuffix("-nt")
+    text = text.removesuffix("-rows").removesuffix("-nt")
     return None if text == "auto" else tuple(int(v) for v in text.split("x"))
 
 
@@ -56,11 +57,12 @@ def bench_shape(shape: str, tiles: list[str], threads: int, runs: int) -> dict:
     for t in tiles:
         gemm_shapes.FORCE = _tile(t)
         tail = gemm_tail.TAIL_MAX
-        gemm_tail.TAIL_MAX = 0 if t.endswith("-nt") else tail  # "-nt": no dot-product tail
+        gemm_tail.TAIL_MAX = 0 if "-nt" in t else tail  # "-nt": no dot-product tail
+        gemm_shapes.SPLIT_COLUMNS = not t.endswith("-rows")  # "-rows": row groups first
         try:
             engines[t] = onnxc.compile(model, num_threads=threads)
         finally:
-            gemm_shapes.FORCE, gemm_tail.TAIL_MAX = None, tail
+            gemm_shapes.FORCE, gemm_tail.TAIL_MAX, gemm_shapes.SPLIT_COLUMNS = None, tail, True
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     engines["ort"] = ort.InferenceSession(model.SerializeToString(), opts,

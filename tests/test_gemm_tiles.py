@@ -121,3 +121,16 @@ def test_conv_tiles(case, tile):
     for threads in (1, 2):
         s = _compile(model, tile, threads)
         _close(s.run(None, feeds)[0], want)
+
+
+def test_libgomp_loads_with_passive_wait_and_restores_the_environment(monkeypatch):
+    from onnxc.backends.cpu import compiler
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    with compiler._passive_wait():
+        import os
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1000")  # the user's choice wins
+    with compiler._passive_wait():
+        assert "OMP_WAIT_POLICY" not in os.environ

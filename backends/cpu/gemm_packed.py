@@ -25,6 +25,7 @@ from onnxc.ir.kernel import Stage, Var, flat_coef
 from .gemm import GemmPlan, column_env, spill_and_finish
 from .llvm_types import I1, I32, I64, PTR
 
+from . import gemm_shapes
 from .gemm_shapes import choose_tile
 from .gemm_tail import ColumnTail, split_columns
 
@@ -78,9 +79,15 @@ def _blocking(st: Stage, plan: GemmPlan, vw: int) -> tuple[int, int, int, int, l
     jtiles = -(-J // jtile)
     nc_tiles = max(1, min(jtiles, PANEL_FLOATS // (K * jtile)))
     jblocks = -(-jtiles // nc_tiles)
-    nc_tiles = -(-jtiles // jblocks)  # even blocks
     inner = 2 if plan.merged else 1
     other = [k for k in range(len(st.shape) - inner) if k != plan.p_index]
+    want = -(-MIN_WORK_UNITS // math.prod(st.shape[k] for k in other))
+    if gemm_shapes.SPLIT_COLUMNS and jblocks < want:
+        # Threads share out column blocks before row groups: each packs only its own columns
+        # (row groups of one block would each pack the whole block again).
+        nc_tiles = max(1, jtiles // want)
+        jblocks = -(-jtiles // nc_tiles)
+    nc_tiles = -(-jtiles // jblocks)  # even blocks
     outer = math.prod(st.shape[k] for k in other) * jblocks
     ptiles = -(-st.shape[plan.p_index] // MR)
     groups = min(ptiles, max(1, -(-MIN_WORK_UNITS // outer)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 # (accumulators + NR panel loads + a broadcast). Listed in order of preference on ties.
 TILES = {(4, 4): (1.0, None), (6, 3): (1.0, None), (6, 2): (1.02, None), (12, 1): (1.04, 512)}
 FORCE: tuple[int, int] | None = None  # bench.gemm_shapes pins a tile to measure it
+SPLIT_COLUMNS = True  # work units split columns before rows (bench.ab_gemm switches it off)
 
 
 def padded(n: int, step: int) -> int:
