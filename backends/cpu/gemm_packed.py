@@ -25,8 +25,11 @@ from onnxc.ir.kernel import Stage, Var, flat_coef
 from .gemm import GemmPlan, column_env, spill_and_finish
 from .llvm_types import I1, I32, I64, PTR
 
-import os
-MR, NR = (int(x) for x in os.environ.get("ONNXC_TILE", "6,2").split(","))  # TEMP sweep
+from . import gemm_shapes
+from .gemm_shapes import choose_tile
+from .gemm_tail import ColumnTail, split_columns
+
+MR, NR = 6, 2  # the default tile: 6 rows by 2 vectors (choose_tile picks per shape)
 PANEL_FLOATS = 96 * 1024  # K * NC per packed block: 384 KiB, under half of a 1 MiB L2
 MIN_ROWS = MR  # at least one full row tile
 MIN_K = 16
@@ -56,17 +59,35 @@ def use_packed(st: Stage, plan: GemmPlan, shapes: dict, vw: int) -> bool:
             and reduction_extent(plan) >= MIN_K and a_is_contiguous(plan, shapes))
 
 
+def tile_shape(st: Stage, plan: GemmPlan, vw: int) -> tuple[int, int]:
+    """(rows, vectors) of the micro-kernel for this stage's shape."""
+    return choose_tile(st.shape[plan.p_index], main_columns(st, plan, vw), vw,
+                       reduction_extent(plan), (MR, NR))
+
+
+def main_columns(st: Stage, plan: GemmPlan, vw: int) -> int:
+    """Columns the vector micro-kernel covers; the rest (a few) are dot products."""
+    return split_columns(plan.j_extent(st), vw)[0]
+
+
 def _blocking(st: Stage, plan: GemmPlan, vw: int) -> tuple[int, int, int, int, list[int]]:
     """(NC, column blocks, row tiles per group, row groups, other axes)."""
     K = reduction_extent(plan)
-    J = plan.j_extent(st)
+    J = main_columns(st, plan, vw)
+    MR, NR = tile_shape(st, plan, vw)
     jtile = NR * vw
     jtiles = -(-J // jtile)
     nc_tiles = max(1, min(jtiles, PANEL_FLOATS // (K * jtile)))
     jblocks = -(-jtiles // nc_tiles)
-    nc_tiles = -(-jtiles // jblocks)  # even blocks
     inner = 2 if plan.merged else 1
     other = [k for k in range(len(st.shape) - inner) if k != plan.p_index]
+    want = -(-MIN_WORK_UNITS // math.prod(st.shape[k] for k in other))
+    if gemm_shapes.SPLIT_COLUMNS and jblocks < want:
+        # Threads share out column blocks before row groups: each packs only its own columns
+        # (row groups of one block would each pack the whole block again).
+        nc_tiles = max(1, jtiles // want)
+        jblocks = -(-jtiles // nc_tiles)
+    nc_tiles = -(-jtiles // jblocks)  # even blocks
     outer = math.prod(st.shape[k] for k in other) * jblocks
     ptiles = -(-st.shape[plan.p_index] // MR)
     groups = min(ptiles, max(1, -(-MIN_WORK_UNITS // outer)))
@@ -86,8 +107,9 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
     f32 = ir.FloatType()
     vec = ir.VectorType(f32, vw)
     K = reduction_extent(plan)
-    J = plan.j_extent(st)
+    J, r = split_columns(plan.j_extent(st), vw)  # J: the micro-kernel's columns
     P = st.shape[plan.p_index]
+    MR, NR = tile_shape(st, plan, vw)
     jtile = NR * vw
     NC, jblocks, per_group, groups, other = _blocking(st, plan, vw)
     total = math.prod(st.shape[k] for k in other) * jblocks * groups
@@ -113,6 +135,7 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
     panel = b.call(alloc, [I64(64), I64(K * NC * 4)])
     packed_key = se.alloca(I64, "packed_key")
     b.store(I64(-1), packed_key)
+    tail = ColumnTail(se, plan, vw, K, J, r) if r else None
 
     def unit(q):
         env: dict[Var, ir.Value] = {}
@@ -129,8 +152,12 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
         left = b.sub(I64(J), jb0)
         ncols = b.select(b.icmp_signed("<", left, I64(NC)), left, I64(NC))
         ntiles = b.udiv(b.add(ncols, I64(jtile - 1)), I64(jtile))
+        last = b.icmp_signed("==", jb, I64(jblocks - 1))
         with b.if_then(b.icmp_signed("!=", b.load(packed_key, typ=I64), key)):
             pack(env, jb0, ntiles)
+            if tail is not None:
+                with b.if_then(last):
+                    tail.pack(env)
             b.store(key, packed_key)
         pt0 = b.mul(group, I64(per_group))
         pt_end = b.add(pt0, I64(per_group))
@@ -140,12 +167,20 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
         def row_tile(pt):
             p0 = b.mul(pt, I64(MR))
             rows = b.sub(I64(P), p0)
+            def rows_of(mr):
+                columns(env, p0, mr, jb0, ntiles)
+                if tail is not None:
+                    with b.if_then(last):
+                        tail.rows(env, p0, mr)
+
+            if P % MR == 0:
+                rows_of(MR)
+                return
             with b.if_else(b.icmp_signed(">=", rows, I64(MR))) as (then, otherwise):
                 with then:
-                    columns(env, p0, MR, jb0, ntiles)
-                with otherwise:
-                    se.loop(I64(0), rows, lambda m: columns(env, b.add(p0, m), 1, jb0, ntiles),
-                            name="ptail")
+                    rows_of(MR)
+                with otherwise:  # the last tile: P % MR rows, known when compiling
+                    rows_of(P % MR)
 
         se.loop(pt0, pt_end, row_tile, name="pt")
 
@@ -217,3 +252,5 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
 
     se.loop(lo, hi, unit, name="q")
     b.call(free, [panel])
+    if tail is not None:
+        tail.free()
