@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 import onnxc
 from onnxc.backends.cpu import epilogue, gemm_packed, team
 
-from .__main__ import DEFAULT_MODELS, LIGHT, _ort_session
+from .__main__ import DEFAULT_MODELS, _ort_runner, model_path
 
 BLOCK = 5
 
@@ -40,17 +41,22 @@ def packed(enabled: bool):
 
 
 def compare(name: str, threads: int, runs: int) -> dict:
-    path = name if os.path.exists(name) else os.path.join(LIGHT, name + ".onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = model_path(name, tmp)
+        return _compare(path, name, threads, runs)
+
+
+def _compare(path: str, name: str, threads: int, runs: int) -> dict:
     with packed(False):
         before = onnxc.compile(path, num_threads=threads)
     with packed(True):
         after = onnxc.compile(path, num_threads=threads)
-    ort = _ort_session(path, threads)
+    ort = _ort_runner(path, threads)
     rng = np.random.default_rng(0)
     feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32)
              for i in after.get_inputs()}
     engines = {"before": lambda: before.run(None, feeds), "after": lambda: after.run(None, feeds),
-               "ort": lambda: ort.run(None, feeds)}
+               "ort": lambda: ort(feeds)}
     want = engines["ort"]()[0]
     scale = max(float(np.abs(want).max()), 1e-12)
     err = {k: float(np.abs(engines[k]()[0] - want).max()) / scale for k in ("before", "after")}
