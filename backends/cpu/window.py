@@ -1,0 +1,356 @@
+"""Vector schedules for sliding-window stages (depthwise convolution, pooling) and strided copies.
+
+Recognised from the kernel IR, not from op names:
+
+* a **window stage** is ``epilogue(reduce(body))`` whose reduction body reads tensors either at
+  a fixed element per output row (weights: broadcast) or advancing by ``s`` (1..4) elements per
+  output column (the input window: stride ``s``), e.g. a depthwise or grouped convolution, max
+  or average pooling, a reduction over a non-innermost axis. It is not GEMM-shaped (no output
+  axis to block over), so the GEMM schedules skip it; the generic ``row`` schedule keeps its
+  accumulators in a stack array and runs the epilogue a scalar at a time.
+* a **copy stage** is a single (possibly padded) load that advances by ``s`` elements per output
+  column: the pad and stride-phase copies that Conv and the pools put before their windows.
+
+Both are vectorised along the output's innermost axis: a vector of ``vw`` output columns at a
+time, the accumulators in registers, the (small) reduction unrolled. A stride-``s`` load reads
+``s * vw`` contiguous elements (a masked load that stops at the last one needed) and keeps every
+``s``-th lane with one shuffle, so there are no gathers. A copy stage's padded border is worked
+out per row from the affine index (the columns whose source lies inside the input), so the
+interior runs without bounds checks and the border is a plain fill. The epilogue (bias,
+BatchNorm, Clip, residual) runs on the finished vector (epilogue.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from onnxc.ir.dtypes import DType
+from onnxc.ir.kernel import Const, Expr, Load, Op, Reduce, Stage, Var, flat_coef, walk
+
+from .epilogue import FLOAT_OPS, VectorEpilogue, vectorizable
+from .llvm_types import I1, I32, I64, PTR
+
+ENABLED = True  # bench.ab switches it off to measure the generic schedules in one process
+MAX_STRIDE = 4
+MIN_COLUMNS = 4  # narrower rows leave most vector lanes idle: the generic schedules keep them
+UNROLL = 32  # trailing reduction axes whose extents multiply to at most this are unrolled
+PARALLEL_MIN_WORK = 1 << 16  # vector work is cheap: split a stage across threads from here
+
+
+@dataclass
+class WindowPlan:
+    """How one stage runs under this schedule: ``red`` is None for a copy stage."""
+
+    red: Reduce | None
+    source: Load | None = None  # the copy stage's load
+
+    def work(self, st: Stage) -> int:
+        reduce_work = math.prod(n for _, n in self.red.axes) if self.red is not None else 1
+        return math.prod(st.shape) * reduce_work
+
+
+def match_window(st: Stage, shapes: dict, dtypes: dict) -> WindowPlan | None:
+    """The window or copy reading of ``st`` (float32 only), or None."""
+    if (not ENABLED or len(st.shape) < 2 or st.shape[-1] < MIN_COLUMNS
+            or st.body.dtype != DType.float32 or dtypes.get(st.out) != DType.float32):
+        return None
+    j = st.vars[-1]
+    if isinstance(st.body, Load):
+        ld = st.body
+        if ld.tensor not in shapes or ld.dtype != DType.float32 or ld.tensor == st.out:
+            return None
+        if any(ix.loads() for ix in ld.index):
+            return None
+        c = flat_coef(ld, j, shapes[ld.tensor])
+        if c is None or not 1 <= c <= MAX_STRIDE:
+            return None
+        if ld.pad is not None and _pad_axis(ld, j) is None:
+            return None
+        return WindowPlan(None, ld)
+    reds = [e for e in walk(st.body) if isinstance(e, Reduce)]
+    if len(reds) != 1 or reds[0].kind not in ("sum", "max", "min"):
+        return None
+    red = reds[0]
+    if red.dtype != DType.float32 or not vectorizable(st, red, shapes, DType.float32):
+        return None
+    strided = _body_loads(red.body, j, shapes)
+    if not strided:
+        return None
+    if any(ld.tensor == st.out for ld in strided):
+        return None
+    return WindowPlan(red)
+
+
+def _body_loads(body: Expr, j: Var, shapes: dict) -> list[Load] | None:
+    """The loads of ``body`` that advance along ``j`` (None when ``body`` does not fit)."""
+    strided, stack, seen = [], [body], set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, Const):
+            if e.dtype != DType.float32:
+                return None
+        elif isinstance(e, Load):
+            if (e.pad is not None or e.dtype != DType.float32 or e.tensor not in shapes
+                    or any(ix.loads() for ix in e.index)):
+                return None
+            c = flat_coef(e, j, shapes[e.tensor])
+            if c is None or not 0 <= c <= MAX_STRIDE:
+                return None
+            if c:
+                strided.append(e)
+        elif isinstance(e, Op) and e.name in FLOAT_OPS and e.dtype == DType.float32:
+            stack.extend(e.args)
+        else:
+            return None
+    return strided
+
+
+def _pad_axis(ld: Load, j: Var) -> int | None:
+    """The one axis of a padded load that moves with ``j`` (forward), or None."""
+    moving = [d for d, ix in enumerate(ld.index) if ix.coef(j) != 0]
+    if len(moving) != 1 or (ld.index[moving[0]].coef(j) or 0) < 1:
+        return None
+    return moving[0]
+
+
+def window_outer_extent(st: Stage) -> int:
+    return math.prod(st.shape[:-1])
+
+
+def worth_parallel(st: Stage, plan: WindowPlan) -> bool:
+    return plan.work(st) >= PARALLEL_MIN_WORK and window_outer_extent(st) > 1
+
+
+class _Vectors:
+    """Strided vector loads and stores for one stage emitter."""
+
+    def __init__(self, se, vw: int):
+        self.se, self.b, self.vw = se, se.b, vw
+        self.f32 = ir.FloatType()
+        self.vec = ir.VectorType(self.f32, vw)
+
+    def masked_load_fn(self, lanes: int):
+        vec = ir.VectorType(self.f32, lanes)
+        return self.se.mb.declare(f"llvm.masked.load.v{lanes}f32.p0", vec,
+                                  [PTR, I32, ir.VectorType(I1, lanes), vec])
+
+    def const_mask(self, lanes: int, on: int) -> ir.Constant:
+        return ir.Constant(ir.VectorType(I1, lanes), [ir.Constant(I1, int(k < on))
+                                                        for k in range(lanes)])
+
+    def strided(self, ptr, stride: int, count: int):
+        """Columns ``0..count-1`` of a load at ``ptr`` advancing ``stride`` per column."""
+        lanes = stride * self.vw
+        vec = ir.VectorType(self.f32, lanes)
+        mask = self.const_mask(lanes, stride * (count - 1) + 1)
+        v = self.b.call(self.masked_load_fn(lanes), [ptr, I32(4), mask, ir.Constant(vec, None)])
+        if stride == 1:
+            return v
+        pick = ir.Constant(ir.VectorType(I32, self.vw), [I32(stride * k) for k in range(self.vw)])
+        return self.b.shuffle_vector(v, ir.Constant(vec, None), pick)
+
+    def store(self, value, ptr, count: int) -> None:
+        fn = self.se.mb.declare(f"llvm.masked.store.v{self.vw}f32.p0", ir.VoidType(),
+                                [self.vec, PTR, I32, ir.VectorType(I1, self.vw)])
+        self.b.call(fn, [value, ptr, I32(4), self.const_mask(self.vw, count)])
+
+    def splat(self, value):
+        b = self.b
+        zeros = ir.Constant(ir.VectorType(I32, self.vw), [I32(0)] * self.vw)
+        v = b.insert_element(ir.Constant(self.vec, None), value, I32(0))
+        return b.shuffle_vector(v, v, zeros)
+
+
+def emit_window(se, plan: WindowPlan, vw: int) -> None:
+    """Emit the stage body: this thread's share of the output rows."""
+    st, b = se.st, se.b
+    outer_shape = list(st.shape[:-1])
+    total = math.prod(outer_shape)
+    tid, nt = b.sext(se.fn.args[1], I64), b.sext(se.fn.args[2], I64)
+    lo = b.sdiv(b.mul(I64(total), tid), nt)
+    hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+    vx = _Vectors(se, vw)
+    row = _CopyRow(se, plan, vx) if plan.red is None else _WindowRow(se, plan, vx)
+
+    def body(q):
+        env: dict[Var, ir.Value] = {}
+        rest = q
+        for k in range(len(outer_shape) - 1, -1, -1):
+            env[st.vars[k]] = b.urem(rest, I64(outer_shape[k])) if k else rest
+            if k:
+                rest = b.udiv(rest, I64(outer_shape[k]))
+        row.emit(env)
+
+    se.loop(lo, hi, body, name="q")
+
+
+def _columns(se, width: int, vw: int, start, each) -> None:
+    """``each(j0, count)`` over columns ``start .. start + width`` (``width`` an i64 value or
+    int): full vectors in a loop, then one masked tail per possible remainder."""
+    b = se.b
+    if isinstance(width, int):
+        full, tail = divmod(width, vw)
+        se.loop(I64(0), I64(full), lambda v: each(b.add(start, b.mul(v, I64(vw))), vw),
+                name="v")
+        if tail:
+            each(b.add(start, I64(full * vw)), tail)
+        return
+    full = b.sdiv(width, I64(vw))
+    se.loop(I64(0), full, lambda v: each(b.add(start, b.mul(v, I64(vw))), vw), name="v")
+    tail = b.srem(width, I64(vw))
+    j0 = b.add(start, b.mul(full, I64(vw)))
+    # A switch over the remainder keeps every mask a constant (cheap k-register loads).
+    fn = se.fn
+    done = fn.append_basic_block("tail.end")
+    switch = b.switch(tail, done)
+    for r in range(1, vw):
+        blk = fn.append_basic_block(f"tail{r}")
+        switch.add_case(I64(r), blk)
+        b.position_at_end(blk)
+        each(j0, r)
+        b.branch(done)
+    b.position_at_end(done)
+
+
+class _WindowRow:
+    """One output row of a window stage."""
+
+    def __init__(self, se, plan: WindowPlan, vx: _Vectors):
+        self.se, self.b, self.vx, self.red = se, se.b, vx, plan.red
+        self.j = se.st.vars[-1]
+        self.ep = VectorEpilogue(se, plan.red, vx.vw)
+        axes = list(plan.red.axes)
+        split = len(axes)
+        while split > 0 and math.prod(n for _, n in axes[split - 1:]) <= UNROLL:
+            split -= 1
+        self.looped, self.unrolled = axes[:split], axes[split:]
+        self.acc = se.alloca(vx.vec, "wacc")
+
+    def emit(self, env) -> None:
+        st = self.se.st
+        _columns(self.se, st.shape[-1], self.vx.vw, I64(0),
+                 lambda j0, count: self.vector(env, j0, count))
+
+    def vector(self, env, j0, count: int) -> None:
+        se, b, red, vx = self.se, self.b, self.red, self.vx
+        env = {**env, self.j: j0}
+        b.store(vx.splat(se.reduce_init(red.kind, red.dtype)), self.acc)
+
+        def nest(level: int, renv):
+            if level < len(self.looped):
+                var, extent = self.looped[level]
+                se.loop(I64(0), I64(extent), lambda i: nest(level + 1, {**renv, var: i}),
+                        name=f"w{level}")
+                return
+            acc = b.load(self.acc, typ=vx.vec)
+            points = [[]]
+            for var, extent in self.unrolled:
+                points = [p + [(var, k)] for p in points for k in range(extent)]
+            for p in points:
+                penv = {**renv, **{v: I64(k) for v, k in p}}
+                acc = self.combine(acc, self.value(red.body, penv, count, {}))
+            b.store(acc, self.acc)
+
+        nest(0, env)
+        value = b.load(self.acc, typ=vx.vec)
+        self.ep.store(env, value, I64(count))
+
+    def combine(self, acc, v):
+        b, kind = self.b, self.red.kind
+        if kind == "sum":
+            out = b.fadd(acc, v)
+            out.flags.append("contract")
+            return out
+        name = "llvm.maximum" if kind == "max" else "llvm.minimum"
+        fn = self.se.mb.declare(f"{name}.v{self.vx.vw}f32", self.vx.vec,
+                                [self.vx.vec, self.vx.vec])
+        return b.call(fn, [acc, v])
+
+    def value(self, e: Expr, env, count: int, memo: dict):
+        hit = memo.get(id(e))
+        if hit is not None:
+            return hit
+        se, vx = self.se, self.vx
+        if isinstance(e, Const):
+            out = vx.splat(se.constant(e.value, e.dtype))
+        elif isinstance(e, Load):
+            c = flat_coef(e, self.j, se.shapes[e.tensor])
+            if c == 0:
+                out = vx.splat(se.load(e, env))
+            else:
+                ptr = se.address(e.tensor, [se.ix(i, env) for i in e.index])
+                out = vx.strided(ptr, c, count)
+        else:
+            out = self.ep._op(e, [self.value(a, env, count, memo) for a in e.args])
+        memo[id(e)] = out
+        return out
+
+
+class _CopyRow:
+    """One output row of a copy stage: pad fill, strided vector copy, pad fill."""
+
+    def __init__(self, se, plan: WindowPlan, vx: _Vectors):
+        self.se, self.b, self.vx, self.ld = se, se.b, vx, plan.source
+        self.j = se.st.vars[-1]
+        self.stride = flat_coef(self.ld, self.j, se.shapes[self.ld.tensor])
+
+    def emit(self, env) -> None:
+        se, b, ld = self.se, self.b, self.ld
+        W = se.st.shape[-1]
+        if ld.pad is None:
+            _columns(se, W, self.vx.vw, I64(0), lambda j0, n: self.copy(env, j0, n))
+            return
+        axis = _pad_axis(ld, self.j)
+        shape = se.shapes[ld.tensor]
+        env0 = {**env, self.j: I64(0)}
+        inside = I1(1)
+        for d, ix in enumerate(ld.index):
+            if d == axis:
+                continue
+            i = se.ix(ix, env0)
+            ok = b.and_(b.icmp_signed(">=", i, I64(0)), b.icmp_signed("<", i, I64(shape[d])))
+            inside = b.and_(inside, ok)
+        a = ld.index[axis].coef(self.j)
+        base = se.ix(ld.index[axis], env0)  # source position of column 0 along the axis
+        # Columns j with 0 <= base + a*j < n: [ceil(-base/a), floor((n-1-base)/a)] in [0, W].
+        first = b.sdiv(b.add(b.sub(I64(0), base), I64(a - 1)), I64(a))
+        first = _clamp(b, first, I64(0), I64(W))
+        room = b.sub(I64(shape[axis] - 1), base)
+        last = b.select(b.icmp_signed("<", room, I64(0)), I64(0),
+                        b.add(b.sdiv(room, I64(a)), I64(1)))
+        last = _clamp(b, last, first, I64(W))
+        first = b.select(inside, first, I64(0))
+        last = b.select(inside, last, I64(0))
+        pad = self.vx.splat(se.constant(ld.pad, DType.float32))
+        _columns(se, first, self.vx.vw, I64(0), lambda j0, n: self.fill(env, j0, n, pad))
+        _columns(se, b.sub(last, first), self.vx.vw, first,
+                 lambda j0, n: self.copy(env, j0, n))
+        _columns(se, b.sub(I64(W), last), self.vx.vw, last,
+                 lambda j0, n: self.fill(env, j0, n, pad))
+
+    def out_ptr(self, env, j0):
+        se = self.se
+        env = {**env, self.j: j0}
+        return se.address(se.st.out, [env[v] for v in se.st.vars])
+
+    def copy(self, env, j0, count: int) -> None:
+        se = self.se
+        env2 = {**env, self.j: j0}
+        ptr = se.address(self.ld.tensor, [se.ix(i, env2) for i in self.ld.index])
+        self.vx.store(self.vx.strided(ptr, self.stride, count), self.out_ptr(env, j0), count)
+
+    def fill(self, env, j0, count: int, pad) -> None:
+        self.vx.store(pad, self.out_ptr(env, j0), count)
+
+
+def _clamp(b, x, lo, hi):
+    x = b.select(b.icmp_signed("<", x, lo), lo, x)
+    return b.select(b.icmp_signed(">", x, hi), hi, x)
+
+
+__all__ = ["WindowPlan", "match_window", "emit_window", "window_outer_extent", "worth_parallel"]
