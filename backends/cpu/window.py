@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from onnxc.ir.dtypes import DType
-from onnxc.ir.kernel import Const, Expr, Load, Op, Reduce, Stage, Var, flat_coef, walk
+from onnxc.ir.kernel import Const, Expr, IndexValue, Load, Op, Reduce, Stage, Var, flat_coef, walk
 
 from .epilogue import FLOAT_OPS, VectorEpilogue, vectorizable
 from .llvm_types import I1, I32, I64, PTR
@@ -44,7 +44,7 @@ class WindowPlan:
     """How one stage runs under this schedule: ``red`` is None for a copy stage."""
 
     red: Reduce | None
-    source: Load | None = None  # the copy stage's load
+    source: Expr | None = None  # the copy stage's value: a load, or row-uniform selects of them
 
     def work(self, st: Stage) -> int:
         reduce_work = math.prod(n for _, n in self.red.axes) if self.red is not None else 1
@@ -57,18 +57,8 @@ def match_window(st: Stage, shapes: dict, dtypes: dict) -> WindowPlan | None:
             or st.body.dtype != DType.float32 or dtypes.get(st.out) != DType.float32):
         return None
     j = st.vars[-1]
-    if isinstance(st.body, Load):
-        ld = st.body
-        if ld.tensor not in shapes or ld.dtype != DType.float32 or ld.tensor == st.out:
-            return None
-        if any(ix.loads() for ix in ld.index):
-            return None
-        c = flat_coef(ld, j, shapes[ld.tensor])
-        if c is None or not 1 <= c <= MAX_STRIDE:
-            return None
-        if ld.pad is not None and _pad_axis(ld, j) is None:
-            return None
-        return WindowPlan(None, ld)
+    if _copy_tree(st.body, j, shapes, st.out):
+        return WindowPlan(None, st.body)
     reds = [e for e in walk(st.body) if isinstance(e, Reduce)]
     if len(reds) != 1 or reds[0].kind not in ("sum", "max", "min"):
         return None
@@ -108,6 +98,30 @@ def _body_loads(body: Expr, j: Var, shapes: dict) -> list[Load] | None:
         else:
             return None
     return strided
+
+
+def _copy_tree(e: Expr, j: Var, shapes: dict, out: str) -> bool:
+    """``e`` is a float32 load advancing 1..4 elements per column (padded only along the axis
+    that moves with ``j``), or a select of two such trees by a condition that does not depend
+    on ``j`` (Concat along a non-innermost axis)."""
+    if isinstance(e, Op) and e.name == "select" and e.dtype == DType.float32:
+        cond = e.args[0]
+        if any(isinstance(x, Reduce) or (isinstance(x, Load) and any(
+                j in ix.vars() for ix in x.index)) or (isinstance(x, IndexValue) and
+                                                        j in x.index.vars())
+               for x in walk(cond)):
+            return False
+        return all(_copy_tree(a, j, shapes, out) for a in e.args[1:])
+    if not isinstance(e, Load):
+        return False
+    if e.tensor not in shapes or e.dtype != DType.float32 or e.tensor == out:
+        return False
+    if any(ix.loads() for ix in e.index):
+        return False
+    c = flat_coef(e, j, shapes[e.tensor])
+    if c is None or not 1 <= c <= MAX_STRIDE:
+        return False
+    return e.pad is None or _pad_axis(e, j) is not None
 
 
 def _pad_axis(ld: Load, j: Var) -> int | None:
@@ -266,10 +280,11 @@ class _WindowRow:
             out = b.fadd(acc, v)
             out.flags.append("contract")
             return out
-        name = "llvm.maximum" if kind == "max" else "llvm.minimum"
-        fn = self.se.mb.declare(f"{name}.v{self.vx.vw}f32", self.vx.vec,
-                                [self.vx.vec, self.vx.vec])
-        return b.call(fn, [acc, v])
+        # NaN-propagating max/min as compare + select (vmaxps) plus a NaN fix-up of the new
+        # value: llvm.maximum's lowering also orders -0 below +0 and costs twice as much.
+        take = b.fcmp_ordered(">" if kind == "max" else "<", v, acc)
+        best = b.select(take, v, acc)
+        return b.select(b.fcmp_unordered("uno", v, v), v, best)
 
     def value(self, e: Expr, env, count: int, memo: dict):
         hit = memo.get(id(e))
@@ -292,18 +307,32 @@ class _WindowRow:
 
 
 class _CopyRow:
-    """One output row of a copy stage: pad fill, strided vector copy, pad fill."""
+    """One output row of a copy stage: pad fill, strided vector copy, pad fill; a select whose
+    condition is the same along the row picks the source once per row."""
 
     def __init__(self, se, plan: WindowPlan, vx: _Vectors):
-        self.se, self.b, self.vx, self.ld = se, se.b, vx, plan.source
+        self.se, self.b, self.vx, self.tree = se, se.b, vx, plan.source
         self.j = se.st.vars[-1]
-        self.stride = flat_coef(self.ld, self.j, se.shapes[self.ld.tensor])
 
-    def emit(self, env) -> None:
-        se, b, ld = self.se, self.b, self.ld
+    def emit(self, env, tree=None) -> None:
+        se, b = self.se, self.b
+        tree = self.tree if tree is None else tree
+        if isinstance(tree, Op):  # select(row-uniform condition, a, b)
+            cond = se.expr(tree.args[0], {**env, self.j: I64(0)})
+            with b.if_else(cond) as (then, otherwise):
+                with then:
+                    self.emit(env, tree.args[1])
+                with otherwise:
+                    self.emit(env, tree.args[2])
+            return
+        self.emit_load(env, tree)
+
+    def emit_load(self, env, ld: Load) -> None:
+        se, b = self.se, self.b
+        stride = flat_coef(ld, self.j, se.shapes[ld.tensor])
         W = se.st.shape[-1]
         if ld.pad is None:
-            _columns(se, W, self.vx.vw, I64(0), lambda j0, n: self.copy(env, j0, n))
+            _columns(se, W, self.vx.vw, I64(0), lambda j0, n: self.copy(env, ld, stride, j0, n))
             return
         axis = _pad_axis(ld, self.j)
         shape = se.shapes[ld.tensor]
@@ -329,7 +358,7 @@ class _CopyRow:
         pad = self.vx.splat(se.constant(ld.pad, DType.float32))
         _columns(se, first, self.vx.vw, I64(0), lambda j0, n: self.fill(env, j0, n, pad))
         _columns(se, b.sub(last, first), self.vx.vw, first,
-                 lambda j0, n: self.copy(env, j0, n))
+                 lambda j0, n: self.copy(env, ld, stride, j0, n))
         _columns(se, b.sub(I64(W), last), self.vx.vw, last,
                  lambda j0, n: self.fill(env, j0, n, pad))
 
@@ -338,11 +367,11 @@ class _CopyRow:
         env = {**env, self.j: j0}
         return se.address(se.st.out, [env[v] for v in se.st.vars])
 
-    def copy(self, env, j0, count: int) -> None:
+    def copy(self, env, ld: Load, stride: int, j0, count: int) -> None:
         se = self.se
         env2 = {**env, self.j: j0}
-        ptr = se.address(self.ld.tensor, [se.ix(i, env2) for i in self.ld.index])
-        self.vx.store(self.vx.strided(ptr, self.stride, count), self.out_ptr(env, j0), count)
+        ptr = se.address(ld.tensor, [se.ix(i, env2) for i in ld.index])
+        self.vx.store(self.vx.strided(ptr, stride, count), self.out_ptr(env, j0), count)
 
     def fill(self, env, j0, count: int, pad) -> None:
         self.vx.store(pad, self.out_ptr(env, j0), count)
