@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from onnxc.ir.dtypes import DType
+from onnxc.ir.types import static_strides
 from onnxc.ir.kernel import Const, Expr, IndexValue, Load, Op, Reduce, Stage, Var, flat_coef, walk
 
 from .epilogue import FLOAT_OPS, VectorEpilogue, vectorizable
+from .intervals import ix_range
 from .llvm_types import I1, I32, I64, PTR
 
 ENABLED = True  # bench.ab switches it off to measure the generic schedules in one process
@@ -70,6 +72,8 @@ def match_window(st: Stage, shapes: dict, dtypes: dict) -> WindowPlan | None:
         return None
     if any(ld.tensor == st.out for ld in strided):
         return None
+    if any(ld.pad is not None for ld in strided) and math.prod(n for _, n in red.axes) > UNROLL:
+        return None  # the border checks are per unrolled tap
     return WindowPlan(red)
 
 
@@ -85,12 +89,14 @@ def _body_loads(body: Expr, j: Var, shapes: dict) -> list[Load] | None:
             if e.dtype != DType.float32:
                 return None
         elif isinstance(e, Load):
-            if (e.pad is not None or e.dtype != DType.float32 or e.tensor not in shapes
+            if (e.dtype != DType.float32 or e.tensor not in shapes
                     or any(ix.loads() for ix in e.index)):
                 return None
             c = flat_coef(e, j, shapes[e.tensor])
             if c is None or not 0 <= c <= MAX_STRIDE:
                 return None
+            if e.pad is not None and (c == 0 or _pad_axis(e, j) != len(e.index) - 1):
+                return None  # padded: only a window advancing along the input's last axis
             if c:
                 strided.append(e)
         elif isinstance(e, Op) and e.name in FLOAT_OPS and e.dtype == DType.float32:
@@ -245,12 +251,72 @@ class _WindowRow:
         self.looped, self.unrolled = axes[:split], axes[split:]
         self.acc = se.alloca(vx.vec, "wacc")
 
-    def emit(self, env) -> None:
-        st = self.se.st
-        _columns(self.se, st.shape[-1], self.vx.vw, I64(0),
-                 lambda j0, count: self.vector(env, j0, count))
+        self.padded = [ld for ld in walk(plan.red.body) if isinstance(ld, Load)
+                       and ld.pad is not None]
+        self.interior = self._interior_columns() if self.padded else None
 
-    def vector(self, env, j0, count: int) -> None:
+    def _interior_columns(self) -> tuple[int, int]:
+        """Columns [lo, hi) where every padded load stays inside its last axis at every tap."""
+        st = self.se.st
+        W = st.shape[-1]
+        ranges = {v: (0, n - 1) for v, n in zip(st.vars, st.shape)}
+        ranges.update({v: (0, n - 1) for v, n in self.red.axes})
+        ranges[self.j] = (0, 0)
+        lo, hi = 0, W
+        for ld in self.padded:
+            ix, n = ld.index[-1], self.se.shapes[ld.tensor][-1]
+            a, r = ix.coef(self.j), ix_range(ix, ranges)
+            if r is None:
+                return 0, 0
+            lo = max(lo, -(r[0] // a))  # a*j + r[0] >= 0
+            hi = min(hi, (n - 1 - r[1]) // a + 1)  # a*j + r[1] <= n - 1
+        return min(lo, W), max(min(hi, W), min(lo, W))
+
+    def emit(self, env) -> None:
+        se, b, vw = self.se, self.b, self.vx.vw
+        W = se.st.shape[-1]
+        if not self.padded:
+            _columns(se, W, vw, I64(0), lambda j0, count: self.vector(env, j0, count))
+            return
+        # Rows whose taps all lie inside the padded loads' other axes run their interior
+        # columns without checks; the rest of the row, and other rows, mask every load.
+        ok = I1(1)
+        for p in self._points():
+            penv = {**env, self.j: I64(0), **p}
+            for ld in self.padded:
+                ok = b.and_(ok, self._row_inside(ld, penv))
+        lo, hi = self.interior
+        left = min(W, -(-lo // vw) * vw)
+        mid = max(0, (hi - left) // vw) * vw if hi > left else 0
+
+        def checked(j0, count):
+            self.vector(env, j0, count, checked=True)
+
+        with b.if_else(ok) as (fast, slow):
+            with fast:
+                _columns(se, left, vw, I64(0), checked)
+                _columns(se, mid, vw, I64(left), lambda j0, n: self.vector(env, j0, n))
+                _columns(se, W - left - mid, vw, I64(left + mid), checked)
+            with slow:
+                _columns(se, W, vw, I64(0), checked)
+
+    def _points(self) -> list[dict]:
+        points = [{}]
+        for var, extent in self.unrolled:
+            points = [{**p, var: I64(k)} for p in points for k in range(extent)]
+        return points
+
+    def _row_inside(self, ld: Load, env):
+        """The load's axes other than the last are inside the tensor at this tap."""
+        b, se = self.b, self.se
+        ok = I1(1)
+        for ix, n in zip(ld.index[:-1], se.shapes[ld.tensor][:-1]):
+            i = se.ix(ix, env)
+            ok = b.and_(ok, b.and_(b.icmp_signed(">=", i, I64(0)),
+                                   b.icmp_signed("<", i, I64(n))))
+        return ok
+
+    def vector(self, env, j0, count: int, checked: bool = False) -> None:
         se, b, red, vx = self.se, self.b, self.red, self.vx
         env = {**env, self.j: j0}
         b.store(vx.splat(se.reduce_init(red.kind, red.dtype)), self.acc)
@@ -262,12 +328,9 @@ class _WindowRow:
                         name=f"w{level}")
                 return
             acc = b.load(self.acc, typ=vx.vec)
-            points = [[]]
-            for var, extent in self.unrolled:
-                points = [p + [(var, k)] for p in points for k in range(extent)]
-            for p in points:
-                penv = {**renv, **{v: I64(k) for v, k in p}}
-                acc = self.combine(acc, self.value(red.body, penv, count, {}))
+            for p in self._points():
+                penv = {**renv, **p}
+                acc = self.combine(acc, self.value(red.body, penv, count, {}, checked))
             b.store(acc, self.acc)
 
         nest(0, env)
@@ -286,7 +349,7 @@ class _WindowRow:
         best = b.select(take, v, acc)
         return b.select(b.fcmp_unordered("uno", v, v), v, best)
 
-    def value(self, e: Expr, env, count: int, memo: dict):
+    def value(self, e: Expr, env, count: int, memo: dict, checked: bool = False):
         hit = memo.get(id(e))
         if hit is not None:
             return hit
@@ -297,13 +360,44 @@ class _WindowRow:
             c = flat_coef(e, self.j, se.shapes[e.tensor])
             if c == 0:
                 out = vx.splat(se.load(e, env))
+            elif e.pad is not None and checked:
+                out = self.bordered(e, env, c, count)
             else:
                 ptr = se.address(e.tensor, [se.ix(i, env) for i in e.index])
                 out = vx.strided(ptr, c, count)
         else:
-            out = self.ep._op(e, [self.value(a, env, count, memo) for a in e.args])
+            out = self.ep._op(e, [self.value(a, env, count, memo, checked) for a in e.args])
         memo[id(e)] = out
         return out
+
+    def bordered(self, ld: Load, env, stride: int, count: int):
+        """A padded strided load where some lanes may fall outside: masked per lane."""
+        b, se, vx = self.b, self.se, self.vx
+        lanes = stride * vx.vw
+        index = [se.ix(i, env) for i in ld.index]
+        n = se.shapes[ld.tensor][-1]
+        i32v = ir.VectorType(I32, lanes)
+        first = b.trunc(index[-1], I32)
+        pos = b.add(b.shuffle_vector(b.insert_element(ir.Constant(i32v, None), first, I32(0)),
+                                     ir.Constant(i32v, None), ir.Constant(i32v, [I32(0)] * lanes)),
+                    ir.Constant(i32v, [I32(k) for k in range(lanes)]))
+        zero = ir.Constant(i32v, [I32(0)] * lanes)
+        mask = b.and_(b.icmp_signed(">=", pos, zero),
+                      b.icmp_signed("<", pos, ir.Constant(i32v, [I32(n)] * lanes)))
+        mask = b.and_(mask, vx.const_mask(lanes, stride * (count - 1) + 1))
+        mask = b.select(self._row_inside(ld, env), mask, vx.const_mask(lanes, 0))
+        # Not inbounds: the masked-off lanes may lie before the tensor.
+        offset = I64(0)
+        for i, st in zip(index, static_strides(tuple(se.shapes[ld.tensor]))):
+            offset = b.add(offset, b.mul(i, I64(st)))
+        ptr = b.gep(se.ptr(ld.tensor), [offset], source_etype=vx.f32)
+        vec = ir.VectorType(vx.f32, lanes)
+        pad = ir.Constant(vec, [ir.Constant(vx.f32, float(ld.pad))] * lanes)
+        v = b.call(vx.masked_load_fn(lanes), [ptr, I32(4), mask, pad])
+        if stride == 1:
+            return v
+        pick = ir.Constant(ir.VectorType(I32, vx.vw), [I32(stride * k) for k in range(vx.vw)])
+        return b.shuffle_vector(v, ir.Constant(vec, None), pick)
 
 
 class _CopyRow:
