@@ -147,3 +147,11 @@ def test_concat_and_pad_copies_match_onnxruntime(axis, widths, monkeypatch):
         got = onnxc.compile(model, num_threads=threads).run(None, feeds)[0]
         np.testing.assert_array_equal(got, want)
     assert used, "the copy schedule was not chosen"
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_lrn_window_with_scalar_epilogue_matches_onnxruntime(size, monkeypatch):
+    """LRN: a window across channels (padded along a non-innermost axis) whose epilogue has a
+    pow, which runs a lane at a time after the vector reduction."""
+    nodes = [helper.make_node("LRN", ["x"], ["y"], size=size, alpha=1e-3, beta=0.75, bias=1.5)]
+    _check(_model(nodes, [2, 7, 6, 19], []), (2, 7, 6, 19), monkeypatch)

@@ -65,7 +65,7 @@ def match_window(st: Stage, shapes: dict, dtypes: dict) -> WindowPlan | None:
     if len(reds) != 1 or reds[0].kind not in ("sum", "max", "min"):
         return None
     red = reds[0]
-    if red.dtype != DType.float32 or not vectorizable(st, red, shapes, DType.float32):
+    if red.dtype != DType.float32 or red.body.dtype != DType.float32:
         return None
     strided = _body_loads(red.body, j, shapes)
     if not strided:
@@ -244,6 +244,7 @@ class _WindowRow:
         self.se, self.b, self.vx, self.red = se, se.b, vx, plan.red
         self.j = se.st.vars[-1]
         self.ep = VectorEpilogue(se, plan.red, vx.vw)
+        self.vector_epilogue = vectorizable(se.st, plan.red, se.shapes, se.dtypes[se.st.out])
         axes = list(plan.red.axes)
         split = len(axes)
         while split > 0 and math.prod(n for _, n in axes[split - 1:]) <= UNROLL:
@@ -335,7 +336,21 @@ class _WindowRow:
 
         nest(0, env)
         value = b.load(self.acc, typ=vx.vec)
-        self.ep.store(env, value, I64(count))
+        if self.vector_epilogue:
+            self.ep.store(env, value, I64(count))
+            return
+        # An epilogue with math functions, casts...: the scalar expression, a lane at a time.
+        b.store(value, self.acc)
+        lanes = b.bitcast(self.acc, PTR)
+
+        def lane(k):
+            jenv = {**env, self.j: b.add(j0, k)}
+            slot = b.gep(lanes, [k], source_etype=vx.f32, inbounds=True)
+            se.reduce_values[id(red)] = b.load(slot, typ=vx.f32)
+            se.store(se.expr(se.st.body, jenv), se.st.out, [jenv[v] for v in se.st.vars])
+            del se.reduce_values[id(red)]
+
+        se.loop(I64(0), I64(count), lane, name="lane")
 
     def combine(self, acc, v):
         b, kind = self.b, self.red.kind
