@@ -155,3 +155,16 @@ def test_lrn_window_with_scalar_epilogue_matches_onnxruntime(size, monkeypatch):
     pow, which runs a lane at a time after the vector reduction."""
     nodes = [helper.make_node("LRN", ["x"], ["y"], size=size, alpha=1e-3, beta=0.75, bias=1.5)]
     _check(_model(nodes, [2, 7, 6, 19], []), (2, 7, 6, 19), monkeypatch)
+
+
+@pytest.mark.parametrize("op,shape", [("GlobalAveragePool", (2, 5, 13, 13)),
+                                      ("GlobalMaxPool", (1, 3, 7, 7)),
+                                      ("ReduceSumSquare", (3, 4, 9, 11)),
+                                      ("ReduceL2", (2, 3, 4, 16))], ids=str)
+def test_contiguous_multi_axis_reductions_match_onnxruntime(op, shape, monkeypatch):
+    """Reductions over trailing axes as one flat vector loop (flat_reduce.py), masked tails."""
+    if op.startswith("Global"):
+        nodes = [helper.make_node(op, ["x"], ["y"])]
+    else:
+        nodes = [helper.make_node(op, ["x"], ["y"], axes=[2, 3], keepdims=1)]
+    _check(_model(nodes, list(shape), [], opset=17), shape, monkeypatch)

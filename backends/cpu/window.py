@@ -31,6 +31,7 @@ from onnxc.ir.types import static_strides
 from onnxc.ir.kernel import Const, Expr, IndexValue, Load, Op, Reduce, Stage, Var, flat_coef, walk
 
 from .epilogue import FLOAT_OPS, VectorEpilogue, vectorizable
+from .flat_reduce import FlatRow, match_flat
 from .intervals import ix_range
 from .llvm_types import I1, I32, I64, PTR
 
@@ -46,6 +47,7 @@ class WindowPlan:
     """How one stage runs under this schedule: ``red`` is None for a copy stage."""
 
     red: Reduce | None
+    flat: bool = False  # a reduction over one contiguous run (flat_reduce.py)
     source: Expr | None = None  # the copy stage's value: a load, or row-uniform selects of them
 
     def work(self, st: Stage) -> int:
@@ -55,8 +57,12 @@ class WindowPlan:
 
 def match_window(st: Stage, shapes: dict, dtypes: dict) -> WindowPlan | None:
     """The window or copy reading of ``st`` (float32 only), or None."""
-    if (not ENABLED or len(st.shape) < 2 or st.shape[-1] < MIN_COLUMNS
-            or st.body.dtype != DType.float32 or dtypes.get(st.out) != DType.float32):
+    if not ENABLED or not st.shape or dtypes.get(st.out) != DType.float32:
+        return None
+    flat = match_flat(st, shapes)
+    if flat is not None:
+        return WindowPlan(flat, flat=True)
+    if len(st.shape) < 2 or st.shape[-1] < MIN_COLUMNS or st.body.dtype != DType.float32:
         return None
     j = st.vars[-1]
     if _copy_tree(st.body, j, shapes, st.out):
@@ -195,7 +201,8 @@ def emit_window(se, plan: WindowPlan, vw: int) -> None:
     lo = b.sdiv(b.mul(I64(total), tid), nt)
     hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
     vx = _Vectors(se, vw)
-    row = _CopyRow(se, plan, vx) if plan.red is None else _WindowRow(se, plan, vx)
+    row = (_CopyRow(se, plan, vx) if plan.red is None else FlatRow(se, plan.red, vw)
+           if plan.flat else _WindowRow(se, plan, vx))
 
     def body(q):
         env: dict[Var, ir.Value] = {}
