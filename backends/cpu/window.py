@@ -66,7 +66,7 @@ def match_window(st: Stage, shapes: dict, dtypes: dict) -> WindowPlan | None:
         return None
     j = st.vars[-1]
     if _copy_tree(st.body, j, shapes, st.out):
-        return WindowPlan(None, st.body)
+        return WindowPlan(None, source=st.body)
     reds = [e for e in walk(st.body) if isinstance(e, Reduce)]
     if len(reds) != 1 or reds[0].kind not in ("sum", "max", "min"):
         return None
