@@ -11,6 +11,8 @@ innermost output axis is computed a row tile at a time (``row``): accumulators f
 innermost axis live in a stack array, the reduction loops run outside and the tile loop inside,
 so LLVM vectorizes it over the contiguous axis (MatMul, Conv, pooling). Otherwise the reduction
 runs innermost per output element (``point``), which vectorizes along a contiguous reduction.
+Sliding windows (depthwise conv, pooling), strided/padded copies and contiguous multi-axis
+reductions have their own vector schedules (window.py, flat_reduce.py).
 """
 from __future__ import annotations
 
