@@ -11,6 +11,8 @@ innermost output axis is computed a row tile at a time (``row``): accumulators f
 innermost axis live in a stack array, the reduction loops run outside and the tile loop inside,
 so LLVM vectorizes it over the contiguous axis (MatMul, Conv, pooling). Otherwise the reduction
 runs innermost per output element (``point``), which vectorizes along a contiguous reduction.
+Sliding windows (depthwise conv, pooling), strided/padded copies and contiguous multi-axis
+reductions have their own vector schedules (window.py, flat_reduce.py).
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
+from .window import emit_window, match_window, window_outer_extent
+from .window import worth_parallel as window_worth_parallel
+from .window_fuse import inline_window_copies
 from .team import enabled as team_enabled
 
 ROW_TILE = 256
@@ -83,8 +88,9 @@ class ModuleBuilder:
         fn.attributes.add("noinline")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         shapes = {p.name: p.shape for p in kernel.params}
+        dtypes = {p.name: p.dtype for p in kernel.params}
         table = self.stage_table[fn.name] = []
-        for k, st in enumerate(kernel.stages):
+        for k, st in enumerate(inline_window_copies(kernel)):
             try:
                 body = StageEmitter(self, kernel, st, f"{fn.name}.s{k}").emit()
             except CompileError:
@@ -92,8 +98,13 @@ class ModuleBuilder:
             except Exception as exc:  # a bug in onnxc: say which kernel
                 raise CompileError(f"code generation failed for kernel {kernel.name} stage "
                                    f"{st.out}: {type(exc).__name__}: {exc}") from exc
-            parallel = _worth_parallel(st, shapes, self.vector_width)
-            table.append((body, parallel, _outer_extent(st, shapes, self.vector_width)))
+            window = match_window(st, shapes, dtypes) if match_gemm(st, shapes) is None else None
+            if window is not None:
+                parallel = window_worth_parallel(st, window)
+                table.append((body, parallel, window_outer_extent(st)))
+            else:
+                parallel = _worth_parallel(st, shapes, self.vector_width)
+                table.append((body, parallel, _outer_extent(st, shapes, self.vector_width)))
             if self.use_openmp and parallel:
                 wrapper = self._omp_wrapper(body)
                 gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
@@ -433,6 +444,12 @@ class StageEmitter:
                 emit_gemm_packed(self, plan, self.mb.vector_width)
             else:
                 emit_gemm(self, plan, self.mb.vector_width)
+            b.ret_void()
+            ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
+            return self.fn
+        window = match_window(st, self.shapes, self.dtypes)
+        if window is not None:  # depthwise conv, pooling, pad/stride copies (window.py)
+            emit_window(self, window, self.mb.vector_width)
             b.ret_void()
             ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
             return self.fn
