@@ -33,6 +33,9 @@ class CompileOptions:
     # chooses it from the batch-1 program's working set, 0 turns batch tiling off (one
     # compile per batch size).
     batch_tile: int | None = None
+    # cpu: "bf16" multiplies bfloat16 operands in MatMul/Gemm/Conv with float32 accumulation
+    # (backends/cpu/gemm_bf16.py); "fp32" is ONNX float32 semantics
+    precision: str = "fp32"
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
@@ -71,7 +74,8 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     from onnxc.backends.cpu import compile_plan
 
     start = time.perf_counter()
-    code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp)
+    code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp,
+                        precision=options.precision)
     options.timings["codegen"] = time.perf_counter() - start
     kernels = [KernelInfo(call.kernel.name, sym,
                           list(dict.fromkeys(n for n, _ in call.kernel.origin)),
