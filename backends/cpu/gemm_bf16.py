@@ -35,7 +35,8 @@ from .gemm_packed import a_is_contiguous, reduction_extent
 from .llvm_types import I1, I32, I64, PTR
 
 L = 16  # float32 lanes of one vdpbf16ps (a 512-bit register)
-MR, NR = 6, 2  # 12 accumulators, 2 panel vectors, 1 broadcast: well inside 32 registers
+MR, NR = 8, 3  # 24 accumulators + 3 panel vectors + 2 broadcasts of 32 registers; CNN
+# channel counts are multiples of 8 (no row tail); measured over 6x2, 8x2, 6x4, 12x2, 4x4
 PANEL_BYTES = 384 * 1024  # K * NC * 2 per packed block, under half of a 1 MiB L2
 MIN_WORK_UNITS = 8
 PRECISIONS = ("fp32", "bf16")
