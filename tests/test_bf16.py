@@ -105,6 +105,19 @@ def test_conv_bf16(case):
         _close(got, fp32, BF16_RTOL)
 
 
+@pytest.mark.parametrize("tile", list(gemm_bf16.TILES), ids=str)
+def test_every_tile_on_remainders(tile, monkeypatch):
+    """Each micro-kernel tile pinned: a last row tile of 1..MR-1 rows, a partial column tile,
+    an odd reduction, a convolution with pitch padding."""
+    monkeypatch.setattr(gemm_bf16, "TILES", {tile: 1.0})
+    mr, nr = tile
+    model, x = _matmul_model(2 * mr + 3, 37, nr * 16 + 5, seed=mr)
+    w = numpy_helper.to_array(model.graph.initializer[0])
+    got = onnxc.compile(model, num_threads=2, precision="bf16").run(None, {"x": x})[0]
+    _close(got, _bf(x).astype(np.float64) @ _bf(w).astype(np.float64), 1e-5)
+    test_conv_bf16(CONV[0])
+
+
 def _matmul_model(m, k, n, seed=0):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((k, n)).astype(np.float32)

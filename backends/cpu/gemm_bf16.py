@@ -1,7 +1,8 @@
 """The bf16 GEMM schedule of ``precision="bf16"``: bfloat16 operands, float32 accumulation.
 
 Same loop order as gemm_packed.py (a thread packs ``b``'s columns of a block into micro-panels
-and runs an ``MR x NR`` micro-kernel over every row tile), with two differences:
+and runs an ``MR x NR`` micro-kernel over every row tile; the last row tile is computed whole
+on zero rows, and its real rows finished one by one), with two differences:
 
 * both operands are rounded to bfloat16 while they are copied: ``b`` into panels of *pairs*
   ``[tile][K/2][NR*16 columns][2]`` (the two reduction steps ``2q`` and ``2q+1`` of a column
@@ -35,8 +36,11 @@ from .gemm_packed import a_is_contiguous, reduction_extent
 from .llvm_types import I1, I32, I64, PTR
 
 L = 16  # float32 lanes of one vdpbf16ps (a 512-bit register)
-MR, NR = 8, 3  # 24 accumulators + 3 panel vectors + 2 broadcasts of 32 registers; CNN
-# channel counts are multiples of 8 (no row tail); measured over 6x2, 8x2, 6x4, 12x2, 4x4
+# Micro-kernel tiles (rows x 16-column vectors) and their relative speed; each stage takes the
+# one with the least padded work over its speed (the last row tile and the last column tile
+# are computed whole): 8x3 suits wide stages, 12x2 / 16x1 the 7x7 and 14x14 images of late CNN
+# layers (61 or 222 flattened columns), where a 48-column tile would waste up to a third.
+TILES = {(8, 3): 1.0, (12, 2): 1.0, (16, 1): 0.75}
 PANEL_BYTES = 384 * 1024  # K * NC * 2 per packed block, under half of a 1 MiB L2
 MIN_WORK_UNITS = 8
 PRECISIONS = ("fp32", "bf16")
@@ -79,13 +83,26 @@ def use_bf16(st: Stage, plan: GemmPlan, shapes: dict) -> bool:
     return reduction_extent(plan) >= 2 and a_is_contiguous(plan, shapes)
 
 
+def tile_shape(st: Stage, plan: GemmPlan) -> tuple[int, int]:
+    """(MR, NR): the tile with the least padded work over its speed."""
+    P, J = st.shape[plan.p_index], plan.j_extent(st)
+
+    def cost(tile):
+        mr, nr = tile
+        return -(-P // mr) * mr * -(-J // (nr * L)) * nr * L / TILES[tile]
+    return min(TILES, key=cost)
+
+
 def _blocking(st: Stage, plan: GemmPlan) -> tuple[int, int, int, int, list[int]]:
     """(NC, column blocks, row tiles per group, row groups, other axes), as gemm_packed."""
     K2 = -(-reduction_extent(plan) // 2) * 2
     J = plan.j_extent(st)
+    MR, NR = tile_shape(st, plan)
     jtile = NR * L
     jtiles = -(-J // jtile)
     nc_tiles = max(1, min(jtiles, PANEL_BYTES // (K2 * 2 * jtile)))
+    if jtiles * K2 * 2 * jtile <= 2 * PANEL_BYTES:  # one block up to 768 KiB: a second block
+        nc_tiles = jtiles  # would read all of a again (late CNN layers: 7x7 images, K 4608)
     jblocks = -(-jtiles // nc_tiles)
     nc_tiles = -(-jtiles // jblocks)
     inner = 2 if plan.merged else 1
@@ -174,6 +191,7 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
     KP = -(-K // 2)  # pairs
     J = plan.j_extent(st)
     P = st.shape[plan.p_index]
+    MR, NR = tile_shape(st, plan)
     jtile = NR * L
     NC, jblocks, per_group, groups, other = _blocking(st, plan)
     total = math.prod(st.shape[k] for k in other) * jblocks * groups
@@ -186,6 +204,7 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
     evec = ir.VectorType(F32, evw)
     tile = se.alloca(evec, "tile", count=MR * NR * split)
     accs = [[se.alloca(V16F, f"acc{m}_{n}") for n in range(NR)] for m in range(MR)]
+    spill = se.alloca(V16F, "spill", count=MR * NR)  # the last row tile's sums, row by row
     mload = se.mb.declare(f"llvm.masked.load.v{L}f32.p0", V16F,
                           [PTR, I32, ir.VectorType(I1, L), V16F])
     alloc = se.mb.declare("aligned_alloc", PTR, [I64, I64])
@@ -236,13 +255,8 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
             p0 = b.mul(pt, I64(MR))
             rows = b.sub(I64(P), p0)
             rows = b.select(b.icmp_signed("<", rows, I64(MR)), rows, I64(MR))
-            se.loop(I64(0), rows, lambda m: pack_a(env, b.add(p0, m), m), name="pa")
-            with b.if_else(b.icmp_signed(">=", rows, I64(MR))) as (then, otherwise):
-                with then:
-                    columns(env, p0, [I64(m) for m in range(MR)], jb0, ntiles)
-                with otherwise:
-                    se.loop(I64(0), rows,
-                            lambda m: columns(env, b.add(p0, m), [m], jb0, ntiles), name="pt")
+            se.loop(I64(0), I64(MR), lambda m: pack_a(env, b.add(p0, m), m, rows), name="pa")
+            columns(env, p0, rows, jb0, ntiles)
 
         se.loop(pt0, pt_end, row_tile, name="ptile")
 
@@ -287,8 +301,10 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
 
         se.loop(I64(0), ntiles, per_tile, name="pack")
 
-    def pack_a(env, p, m):
-        """abuf row m = bf16(a(p, 0..K-1)), zero-padded to 2*KA elements."""
+    def pack_a(env, p, m, rows):
+        """abuf row m = bf16(a(p, 0..K-1)), zero-padded to 2*KA elements; zero past ``rows``."""
+        live = b.icmp_signed("<", m, rows)
+        p = b.select(live, p, I64(0))
         e = {**env, **{var: I64(0) for var, _ in plan.red.axes},
              **column_env(se, plan, I64(0)), plan.p: p}
         src = se.address(plan.a.tensor, [se.ix(i, e) for i in plan.a.index])
@@ -299,17 +315,18 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
             halves = []
             for h in range(2):
                 kh = b.add(k, I64(h * L))
+                mask = b.select(live, tail_mask(b.sub(I64(K), kh)), no_lanes)
                 halves.append(b.call(mload, [b.gep(src, [kh], source_etype=F32), I32(4),
-                                             tail_mask(b.sub(I64(K), kh)), zero]))
+                                             mask, zero]))
             ptr = b.gep(abuf, [b.add(row, k)], source_etype=I16)
             b.store(ops.consecutive(*halves), ptr).align = 64
 
         se.loop(I64(0), I64(KA // L), chunk, name="ak")
 
-    def columns(env, p0, ms, jb0, ntiles):
-        """Row tile (rows p0.., their abuf rows ``ms``) times every panel tile of the block."""
-        mr = len(ms)
-        arows = [b.gep(abuf, [b.mul(m, I64(2 * KA))], source_etype=I16) for m in ms]
+    def columns(env, p0, rows, jb0, ntiles):
+        """Row tile p0.. (abuf; zero rows past ``rows``) times every panel tile of the block."""
+        mr = MR
+        arows = [b.gep(abuf, [I64(m * 2 * KA)], source_etype=I16) for m in range(MR)]
 
         def per_tile(t):
             j0 = b.add(jb0, b.mul(t, I64(jtile)))
@@ -333,20 +350,37 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
                         b.store(ops.dot(acc, a, bv[n]), accs[m][n])
 
             se.loop(I64(0), I64(KP), step, name="k")
-            values = [[b.load(accs[m][n], typ=V16F) for n in range(NR)] for m in range(mr)]
-            if split > 1:  # narrower host vectors: the epilogue takes vw-lane pieces
-                values = [[b.shuffle_vector(v, v, ir.Constant(
-                    ir.VectorType(I32, evw), [I32(s * evw + c) for c in range(evw)]))
-                    for v in row for s in range(split)] for row in values]
-            spill_and_finish(se, plan, env, p0, j0, mr, NR * split, evw, tile, values,
-                             b.sub(I64(J), j0))
+            left = b.sub(I64(J), j0)
+            with b.if_else(b.icmp_signed(">=", rows, I64(MR))) as (then, otherwise):
+                with then:
+                    finish(env, p0, j0, MR, [[b.load(accs[m][n], typ=V16F) for n in range(NR)]
+                                             for m in range(MR)], left)
+                with otherwise:  # the last row tile: only its first ``rows`` rows exist
+                    for m in range(MR):
+                        for n in range(NR):
+                            b.store(b.load(accs[m][n], typ=V16F),
+                                    b.gep(spill, [I64(m * NR + n)], source_etype=V16F))
+
+                    def one_row(m):
+                        at = b.mul(m, I64(NR))
+                        finish(env, b.add(p0, m), j0, 1, [[b.load(
+                            b.gep(spill, [b.add(at, I64(n))], source_etype=V16F), typ=V16F)
+                            for n in range(NR)]], left)
+                    se.loop(I64(0), rows, one_row, name="prow")
 
         se.loop(I64(0), ntiles, per_tile, name="jt")
+
+    def finish(env, p0, j0, mr, values, left):
+        if split > 1:  # narrower host vectors: the epilogue takes vw-lane pieces
+            values = [[b.shuffle_vector(v, v, ir.Constant(
+                ir.VectorType(I32, evw), [I32(s * evw + c) for c in range(evw)]))
+                for v in row for s in range(split)] for row in values]
+        spill_and_finish(se, plan, env, p0, j0, mr, NR * split, evw, tile, values, left)
 
     se.loop(lo, hi, unit, name="q")
     b.call(free, [panel])
     b.call(free, [abuf])
 
 
-__all__ = ["emit_gemm_bf16", "use_bf16", "bf16_outer_extent", "native_supported",
+__all__ = ["emit_gemm_bf16", "use_bf16", "bf16_outer_extent", "native_supported", "tile_shape",
            "PRECISIONS", "Bf16Ops"]
