@@ -74,6 +74,8 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     from onnxc.backends.cpu import compile_plan
 
     start = time.perf_counter()
+    if options.precision == "bf16":
+        _prepare_bf16_weights(plan)
     code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp,
                         precision=options.precision)
     options.timings["codegen"] = time.perf_counter() - start
@@ -87,6 +89,30 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
                      code.llvm_ir, index_checks=checks)
     return exe
+
+
+def _prepare_bf16_weights(plan) -> None:
+    """precision="bf16": constant GEMM operands rounded and laid out for the micro-kernel
+    once (backends/cpu/bf16_weights.py), as extra uint16 constants of the kernels."""
+    from onnxc.backends.cpu.bf16_weights import prepare
+    from onnxc.ir.dtypes import DType
+    from onnxc.ir.kernel import Param
+    from onnxc.runtime.plan import Slot
+
+    for call in plan.calls:
+        consts = {p.name: plan.constants[s.index] for p, s in zip(call.kernel.params, call.slots)
+                  if s.region == "const"}
+        prepared: dict[str, dict[str, str]] = {}
+        for out, operand, array in (prepare(call.kernel, consts) if consts else ()):
+            name = f"{out}.bf16_{operand}"
+            call.kernel.params.append(Param(name, (array.size,), DType.uint16, "in"))
+            call.slots.append(Slot("const", len(plan.constants)))
+            if call.tensors:
+                call.tensors.append("")
+            plan.constants.append(array)
+            prepared.setdefault(out, {})[operand] = name
+        if prepared:
+            call.kernel.bf16_prepacked = prepared
 
 
 def _check_memory(plan, graph: Graph, options: CompileOptions) -> None:

@@ -140,6 +140,39 @@ def test_emulated_kernel_gives_the_native_bits(shape, monkeypatch):
     np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
+@pytest.mark.parametrize("kind", ["matmul", "conv", "gemm_transb"])
+def test_prepared_weights_give_the_run_time_bits(kind, monkeypatch):
+    """Constant operands rounded and laid out at compile time (bf16_weights.py: b's panels
+    for MatMul, a's rows for Conv / Gemm) give the bits of converting them on every run,
+    NaN, infinities, denormals and overflowing rounding included."""
+    from onnxc.runtime import build
+
+    rng = np.random.default_rng(7)
+    if kind == "conv":
+        w = rng.standard_normal((13, 5, 3, 3)).astype(np.float32)
+        node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1] * 4)
+        x_shape = (2, 5, 9, 11)
+    elif kind == "matmul":
+        w = rng.standard_normal((41, 70)).astype(np.float32)
+        node = helper.make_node("MatMul", ["x", "w"], ["y"])
+        x_shape = (19, 41)
+    else:
+        w = rng.standard_normal((30, 41)).astype(np.float32)
+        node = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)
+        x_shape = (19, 41)
+    flat = w.reshape(-1)
+    flat[:5] = [np.nan, np.inf, -np.inf, 1e-39, -3.3e38]
+    model = _model([node], [("x", x_shape)], {"w": w})
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    prepared = onnxc.compile(model, num_threads=2, precision="bf16")
+    exe = next(iter(prepared.executables.values()))
+    assert any(c.dtype == np.uint16 for c in exe.constants)  # a prepared operand
+    monkeypatch.setattr(build, "_prepare_bf16_weights", lambda plan: None)
+    run_time = onnxc.compile(model, num_threads=2, precision="bf16")
+    np.testing.assert_array_equal(prepared.run(None, {"x": x})[0].view(np.uint32),
+                                  run_time.run(None, {"x": x})[0].view(np.uint32))
+
+
 def test_emulated_kernel_matches_the_reference(monkeypatch):
     """On any host: the emulated kernel alone, against the exact reference."""
     monkeypatch.setattr(gemm_bf16, "EMULATE", True)

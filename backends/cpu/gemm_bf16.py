@@ -20,6 +20,10 @@ instruction (``vcvtne2ps2bf16``): round to nearest even, denormal inputs to sign
 quietened. That flush is where it differs from ir/float_formats.py's bfloat16 rounding (ONNX
 tensors keep denormals), so the emulated path rounds here rather than through narrow.encode.
 
+A constant operand (MatMul's weights as ``b``, Conv's as ``a``) is not converted at run time:
+bf16_weights.py rounds it and lays it out at compile time (a uint16 constant of the kernel,
+``kernel.bf16_prepacked``), so a run reads half the bytes and skips that copy.
+
 The epilogue (bias, BatchNorm, activation, residual) runs on the float32 sums as in the other
 schedules; inputs and outputs of the stage stay float32.
 """
@@ -223,8 +227,12 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
 
     # panel: [tile][KP][NR * L] i32 pairs; arow: [MR][2 * KA] i16, KA = KP rounded up to L
     KA = -(-KP // L) * L
-    panel = b.call(alloc, [I64(64), I64(KP * NC * 4)])
-    abuf = b.call(alloc, [I64(64), I64(MR * 2 * KA * 2)])
+    # Constant operands come prepared (bf16_weights.py): b's panels of every block, a's rows.
+    prepared = getattr(se.kernel, "bf16_prepacked", {}).get(st.out, {})
+    bfixed = se.ptr(prepared["b"]) if "b" in prepared else None
+    afixed = se.ptr(prepared["a"]) if "a" in prepared else None
+    panel = b.call(alloc, [I64(64), I64(KP * NC * 4)]) if bfixed is None else None
+    abuf = b.call(alloc, [I64(64), I64(MR * 2 * KA * 2)]) if afixed is None else None
     packed_key = se.alloca(I64, "packed_key")
     b.store(I64(-1), packed_key)
 
@@ -243,9 +251,13 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
         left = b.sub(I64(J), jb0)
         ncols = b.select(b.icmp_signed("<", left, I64(NC)), left, I64(NC))
         ntiles = b.udiv(b.add(ncols, I64(jtile - 1)), I64(jtile))
-        with b.if_then(b.icmp_signed("!=", b.load(packed_key, typ=I64), key)):
-            pack_b(env, jb0, ntiles)
-            b.store(key, packed_key)
+        if bfixed is None:
+            with b.if_then(b.icmp_signed("!=", b.load(packed_key, typ=I64), key)):
+                pack_b(env, jb0, ntiles)
+                b.store(key, packed_key)
+            panels = panel
+        else:
+            panels = b.gep(bfixed, [b.mul(jb, I64(NC * KP))], source_etype=I32)
         ptiles = -(-P // MR)
         pt0 = b.mul(group, I64(per_group))
         pt_end = b.add(pt0, I64(per_group))
@@ -255,8 +267,13 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
             p0 = b.mul(pt, I64(MR))
             rows = b.sub(I64(P), p0)
             rows = b.select(b.icmp_signed("<", rows, I64(MR)), rows, I64(MR))
-            se.loop(I64(0), I64(MR), lambda m: pack_a(env, b.add(p0, m), m, rows), name="pa")
-            columns(env, p0, rows, jb0, ntiles)
+            if afixed is None:
+                se.loop(I64(0), I64(MR), lambda m: pack_a(env, b.add(p0, m), m, rows),
+                        name="pa")
+                abase = abuf
+            else:
+                abase = b.gep(afixed, [b.mul(p0, I64(2 * KA))], source_etype=I16)
+            columns(env, p0, rows, jb0, ntiles, panels, abase)
 
         se.loop(pt0, pt_end, row_tile, name="ptile")
 
@@ -323,7 +340,7 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
 
         se.loop(I64(0), I64(KA // L), chunk, name="ak")
 
-    def columns(env, p0, rows, jb0, ntiles):
+    def columns(env, p0, rows, jb0, ntiles, panel, abuf):
         """Row tile p0.. (abuf; zero rows past ``rows``) times every panel tile of the block."""
         mr = MR
         arows = [b.gep(abuf, [I64(m * 2 * KA)], source_etype=I16) for m in range(MR)]
@@ -340,7 +357,7 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
                 bv = []
                 for n in range(NR):
                     ld = b.load(b.gep(row, [I64(n * L)], source_etype=I32), typ=V16I)
-                    ld.align = 64
+                    ld.align = 64 if bfixed is None else 4  # numpy constants: 16-byte
                     bv.append(ld)
                 for m in range(mr):
                     pair = b.load(b.gep(arows[m], [q], source_etype=I32), typ=I32)
@@ -378,8 +395,9 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
         spill_and_finish(se, plan, env, p0, j0, mr, NR * split, evw, tile, values, left)
 
     se.loop(lo, hi, unit, name="q")
-    b.call(free, [panel])
-    b.call(free, [abuf])
+    for buf in (panel, abuf):
+        if buf is not None:
+            b.call(free, [buf])
 
 
 __all__ = ["emit_gemm_bf16", "use_bf16", "bf16_outer_extent", "native_supported", "tile_shape",
