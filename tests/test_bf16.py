@@ -173,6 +173,17 @@ def test_prepared_weights_give_the_run_time_bits(kind, monkeypatch):
                                   run_time.run(None, {"x": x})[0].view(np.uint32))
 
 
+def test_avx2_width_epilogue(monkeypatch):
+    """On an AVX2 host (8 float32 lanes) the 16-lane sums reach the epilogue in halves."""
+    import onnxc.backends.cpu as cpu
+
+    monkeypatch.setattr(cpu, "vector_width", lambda features: 8)
+    model, x = _matmul_model(21, 50, 70, seed=9)
+    w = numpy_helper.to_array(model.graph.initializer[0])
+    got = onnxc.compile(model, num_threads=1, precision="bf16").run(None, {"x": x})[0]
+    _close(got, _bf(x).astype(np.float64) @ _bf(w).astype(np.float64), 1e-5)
+
+
 def test_emulated_kernel_matches_the_reference(monkeypatch):
     """On any host: the emulated kernel alone, against the exact reference."""
     monkeypatch.setattr(gemm_bf16, "EMULATE", True)
