@@ -42,7 +42,8 @@ def _close(got, want, rtol):
 
 # (batch, M, K, N): M % 6, N % 32, K odd, several column blocks, tiny M / K
 MATMUL = [(None, 7, 33, 45), (None, 61, 301, 700), (None, 12, 17, 64), (3, 13, 40, 50),
-          (None, 6, 1024, 129), (None, 100, 16, 17), (None, 5, 3, 9), (None, 64, 2, 1000)]
+          (None, 6, 1024, 129), (None, 100, 16, 17), (None, 5, 3, 9), (None, 64, 2, 1000),
+          (None, 1, 37, 70), (2, 1, 20, 33)]  # batch-1 rows: gemm_match's min_rows=1
 
 
 @pytest.mark.parametrize("shape", MATMUL, ids=str)
@@ -237,12 +238,15 @@ def test_artifact_with_symbolic_batch_compiles_later_in_bf16(tmp_path: Path):
     w = rng.standard_normal((40, 50)).astype(np.float32)
     model = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", ("n", 40))],
                    {"w": w})
-    s = onnxc.compile(model, num_threads=1, precision="bf16", batch_tile=0)
-    path = tmp_path / "m.onnxc"
-    s.save(str(path))
-    x = rng.standard_normal((7, 40)).astype(np.float32)
-    got = onnxc.load(str(path), num_threads=1).run(None, {"x": x})[0]
-    _close(got, _bf(x).astype(np.float64) @ _bf(w).astype(np.float64), 1e-5)
+    for tile in (0, None):  # compiled per batch size / batch tile + batch-1 program
+        s = onnxc.compile(model, num_threads=1, precision="bf16", batch_tile=tile)
+        path = tmp_path / "m.onnxc"
+        s.save(str(path))
+        loaded = onnxc.load(str(path), num_threads=1)
+        for n in (1, 7, 70):  # every row in bf16, whichever program computes it
+            x = rng.standard_normal((n, 40)).astype(np.float32)
+            got = loaded.run(None, {"x": x})[0]
+            _close(got, _bf(x).astype(np.float64) @ _bf(w).astype(np.float64), 1e-5)
 
 
 @pytest.mark.parametrize("precision", ["fp16", "BF16", "", None, "int8"])

@@ -65,7 +65,7 @@ def prepare(kernel: Kernel, constants: dict[str, np.ndarray]) -> list[tuple[str,
     shapes = {p.name: p.shape for p in kernel.params}
     found = []
     for st in kernel.stages:
-        plan = match_gemm(st, shapes)
+        plan = match_gemm(st, shapes, min_rows=1)
         if plan is None or not use_bf16(st, plan, shapes):
             continue
         MR, NR = tile_shape(st, plan)

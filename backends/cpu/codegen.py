@@ -178,9 +178,11 @@ def _outer_extent(st: Stage, shapes, vw: int, precision: str = "fp32") -> int:
     if not st.shape:
         return 1
     plan = match_gemm(st, shapes)
+    if precision == "bf16":
+        bplan = plan or match_gemm(st, shapes, min_rows=1)
+        if bplan is not None and use_bf16(st, bplan, shapes):
+            return bf16_outer_extent(st, bplan)
     if plan is not None:
-        if precision == "bf16" and use_bf16(st, plan, shapes):
-            return bf16_outer_extent(st, plan)
         if use_packed(st, plan, shapes, vw):
             return packed_outer_extent(st, plan, vw)
         return gemm_outer_extent(st, plan, vw)
@@ -436,8 +438,14 @@ class StageEmitter:
     def emit(self) -> ir.Function:
         st, b = self.st, self.b
         plan = match_gemm(st, self.shapes)
+        if self.mb.precision == "bf16":  # batch-1 products too (gemm_bf16.py)
+            bplan = plan or match_gemm(st, self.shapes, min_rows=1)
+            if bplan is not None and use_bf16(st, bplan, self.shapes):
+                plan, bf16 = bplan, True
+            else:
+                bf16 = False
         if plan is not None:
-            if self.mb.precision == "bf16" and use_bf16(st, plan, self.shapes):
+            if self.mb.precision == "bf16" and bf16:
                 emit_gemm_bf16(self, plan, self.mb.vector_width, self.mb.bf16_native)
             elif use_packed(st, plan, self.shapes, self.mb.vector_width):
                 emit_gemm_packed(self, plan, self.mb.vector_width)

@@ -43,8 +43,9 @@ L = 16  # float32 lanes of one vdpbf16ps (a 512-bit register)
 # Micro-kernel tiles (rows x 16-column vectors) and their relative speed; each stage takes the
 # one with the least padded work over its speed (the last row tile and the last column tile
 # are computed whole): 8x3 suits wide stages, 12x2 / 16x1 the 7x7 and 14x14 images of late CNN
-# layers (61 or 222 flattened columns), where a 48-column tile would waste up to a third.
-TILES = {(8, 3): 1.0, (12, 2): 1.0, (16, 1): 0.75}
+# layers (61 or 222 flattened columns), where a 48-column tile would waste up to a third;
+# 1x4 one or two rows (a batch-1 MatMul: memory-bound on its weights, half the bytes in bf16).
+TILES = {(8, 3): 1.0, (12, 2): 1.0, (16, 1): 0.75, (1, 4): 0.3}
 PANEL_BYTES = 384 * 1024  # K * NC * 2 per packed block, under half of a 1 MiB L2
 MIN_WORK_UNITS = 8
 PRECISIONS = ("fp32", "bf16")
