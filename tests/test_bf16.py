@@ -272,3 +272,22 @@ def test_cli_compile_with_bf16_records_it(tmp_path: Path, capsys):
     assert onnxc.load(str(art)).describe()["precision"] == "bf16"
     with pytest.raises(SystemExit):
         main(["-q", "compile", str(src), "-o", str(art), "--precision", "fp8"])
+
+
+def test_constant_on_either_side_of_a_matmul():
+    """The same constant as a's rows in one product and as b's panels in the other: each
+    kernel reads the operand it prepared (the structural key tells them apart)."""
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((16, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["c", "x"], ["y1"]),
+         helper.make_node("MatMul", ["x", "c"], ["y2"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, 16])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y1", "y2")],
+        [numpy_helper.from_array(c, "c")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = rng.standard_normal((16, 16)).astype(np.float32)
+    y1, y2 = onnxc.compile(model, num_threads=1, precision="bf16").run(None, {"x": x})
+    cb, xb = _bf(c).astype(np.float64), _bf(x).astype(np.float64)
+    _close(y1, cb @ xb, 1e-5)
+    _close(y2, xb @ cb, 1e-5)

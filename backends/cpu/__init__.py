@@ -96,6 +96,10 @@ def _structural_key(kernel) -> str:
         return text
 
     parts = [f"{p.role}:{p.dtype.value}{list(p.shape)}" for p in kernel.params]
+    # precision="bf16": which stage reads which operand prepared (runtime/build.py)
+    prepared = getattr(kernel, "bf16_prepacked", {})
+    parts += [f"bf16:{k}:{''.join(sorted(prepared[st.out]))}"
+              for k, st in enumerate(kernel.stages) if st.out in prepared]
     for st in kernel.stages:
         parts.append(f"{pos[st.out]}[{','.join(var(v) for v in st.vars)}]{list(st.shape)}="
                      f"{expr(st.body)}")
