@@ -438,14 +438,13 @@ class StageEmitter:
     def emit(self) -> ir.Function:
         st, b = self.st, self.b
         plan = match_gemm(st, self.shapes)
+        bf16 = False
         if self.mb.precision == "bf16":  # batch-1 products too (gemm_bf16.py)
             bplan = plan or match_gemm(st, self.shapes, min_rows=1)
             if bplan is not None and use_bf16(st, bplan, self.shapes):
                 plan, bf16 = bplan, True
-            else:
-                bf16 = False
         if plan is not None:
-            if self.mb.precision == "bf16" and bf16:
+            if bf16:
                 emit_gemm_bf16(self, plan, self.mb.vector_width, self.mb.bf16_native)
             elif use_packed(st, plan, self.shapes, self.mb.vector_width):
                 emit_gemm_packed(self, plan, self.mb.vector_width)
