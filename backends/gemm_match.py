@@ -42,10 +42,11 @@ class GemmPlan:
         return (MR_NARROW, 1) if self.j_extent(st) <= vw else (MR_WIDE, NR_WIDE)
 
 
-def match_gemm(st: Stage, shapes: dict, dtypes: tuple[DType, ...] = (DType.float32,)
-               ) -> GemmPlan | None:
+def match_gemm(st: Stage, shapes: dict, dtypes: tuple[DType, ...] = (DType.float32,),
+               min_rows: int = 2) -> GemmPlan | None:
     """The GEMM reading of ``st``, or None. ``dtypes``: the element types allowed for the
-    stage's result and the two operands (the cpu template loads float32 vectors only)."""
+    stage's result and the two operands (the cpu template loads float32 vectors only).
+    ``min_rows`` = 1 also matches a single row (a batch-1 MatMul: gemm_bf16 takes those)."""
     if len(st.shape) < 2 or st.body.dtype not in dtypes:
         return None
     reds = [e for e in walk(st.body) if isinstance(e, Reduce)]
@@ -64,7 +65,8 @@ def match_gemm(st: Stage, shapes: dict, dtypes: tuple[DType, ...] = (DType.float
         best = None
         for k, v in enumerate(st.vars[:-1]):
             ca, cb = flat_coef(a, v, shapes[a.tensor]), flat_coef(b, v, shapes[b.tensor])
-            if ca and cb == 0 and st.shape[k] >= 2 and (best is None or
+            lone = min_rows == 1 and st.shape[k] == 1  # a batch-1 row: a may not use it
+            if (ca or lone) and cb == 0 and st.shape[k] >= min_rows and (best is None or
                                                         st.shape[k] > st.shape[best]):
                 best = k
         if best is not None:

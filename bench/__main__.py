@@ -9,10 +9,13 @@ layer, an LSTM and MobileNet v1. For each model and thread count it reports onnx
 compile time (empty object cache), recompile time (cache hit) and artifact load time, the
 median run latency of each engine, the ratio onnxc / onnxruntime (below 1 means onnxc is
 faster) and, with OpenVINO, onnxc / OpenVINO in float32 and OpenVINO's default-precision
-latency (bf16 on CPUs with avx512_bf16), then the geometric means per thread count. Runs
-alternate between the engines so machine noise hits both alike: in blocks of BLOCK runs, the
-first of each block discarded, so one engine's spinning worker threads (onnxruntime's pool,
-libgomp's team) have gone quiet before the other engine's timed runs.
+latency (bf16 on CPUs with avx512_bf16), then the geometric means per thread count.
+``--precision bf16`` adds onnxc compiled with ``precision="bf16"``: its latency, its ratio to
+onnxc float32 and to OpenVINO's default, and the max relative error of it and of OpenVINO's
+default against onnxruntime float32. Runs alternate between the engines so machine noise hits
+both alike: in blocks of BLOCK runs, the first of each block discarded, so one engine's
+spinning worker threads (onnxruntime's pool, libgomp's team) have gone quiet before the other
+engine's timed runs.
 """
 from __future__ import annotations
 
@@ -105,7 +108,8 @@ def _cold_compile(path: str, threads: int, shapes: dict, cache: str) -> tuple[fl
 
 
 def bench_model(name: str, threads: int, runs: int, peers: list[str]) -> dict:
-    """Times onnxc and each peer ("ort", "ov_f32", "ov_default") interleaved on one input."""
+    """Times onnxc and each peer ("ort", "ov_f32", "ov_default", "onnxc_bf16") interleaved on
+    one input."""
     with tempfile.TemporaryDirectory() as tmp:
         path = model_path(name, tmp)
         shapes = _concrete_input_shapes(path)
@@ -126,6 +130,10 @@ def bench_model(name: str, threads: int, runs: int, peers: list[str]) -> dict:
             engines["ov_f32"] = _openvino_runner(path, threads, "f32")
         if "ov_default" in peers:
             engines["ov_default"] = _openvino_runner(path, threads, None)
+        if "onnxc_bf16" in peers:
+            bf16 = onnxc.compile(path, num_threads=threads, input_shapes=shapes,
+                                 precision="bf16")
+            engines["onnxc_bf16"] = lambda feeds: bf16.run(None, feeds)
     engines = {"onnxc": lambda feeds: session.run(None, feeds), **engines}
 
     rng = np.random.default_rng(0)
@@ -166,14 +174,26 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--openvino", choices=["auto", "no"], default="auto",
                     help="also time OpenVINO (fp32, and its default precision) when installed")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: also time onnxc with precision='bf16' (columns after the "
+                         "others: latency, ratios to onnxc fp32 and OpenVINO default, errors)")
     args = ap.parse_args()
     peers = ["ort"] + (["ov_f32", "ov_default"]
                        if args.openvino == "auto" and has_openvino() else [])
     ov = len(peers) > 1
+    bf = args.precision == "bf16"
+    if bf:
+        peers.append("onnxc_bf16")
+    bf_head = (" onnxc bf16 ms | bf16/fp32 |" + (" bf16/ov default | ov default err |"
+                                                   if ov else "") + " bf16 err |") if bf else ""
+    bf_rule = ("---|---|" + ("---|---|" if ov else "") + "---|") if bf else ""
+    bf_ratios: dict[int, list[float]] = {t: [] for t in args.threads}
+    bf_ov: dict[int, list[float]] = {t: [] for t in args.threads}
     print("| model | threads | onnxc cold compile s | recompile s | load s | onnxc ms | ort ms | "
           "onnxc/ort |" + (" ov f32 ms | onnxc/ov f32 | ov default ms |" if ov else "")
-          + " max rel err |")
-    print("|---|---|---|---|---|---|---|---|" + ("---|---|---|" if ov else "") + "---|")
+          + " max rel err |" + bf_head)
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|---|" if ov else "") + "---|"
+          + bf_rule)
     ratios: dict[int, list[float]] = {t: [] for t in args.threads}
     ov_ratios: dict[int, list[float]] = {t: [] for t in args.threads}
     for name in args.models:
@@ -188,12 +208,23 @@ def main() -> None:
                 ov_ratios[threads].append(r["onnxc_ms"] / r["ov_f32_ms"])
                 line += (f" {r['ov_f32_ms']:.2f} | {ov_ratios[threads][-1]:.2f} | "
                          f"{r['ov_default_ms']:.2f} |")
-            print(line + f" {r['onnxc_err']:.1e} |", flush=True)
+            line += f" {r['onnxc_err']:.1e} |"
+            if bf:
+                bf_ratios[threads].append(r["onnxc_bf16_ms"] / r["onnxc_ms"])
+                line += f" {r['onnxc_bf16_ms']:.2f} | {bf_ratios[threads][-1]:.2f} |"
+                if ov:
+                    bf_ov[threads].append(r["onnxc_bf16_ms"] / r["ov_default_ms"])
+                    line += f" {bf_ov[threads][-1]:.2f} | {r['ov_default_err']:.1e} |"
+                line += f" {r['onnxc_bf16_err']:.1e} |"
+            print(line, flush=True)
     print()
     for threads in args.threads:
         print(f"{threads} thread(s): geometric mean onnxc/onnxruntime "
               f"{_geomean(ratios[threads]):.2f}"
-              + (f", onnxc/openvino-f32 {_geomean(ov_ratios[threads]):.2f}" if ov else ""))
+              + (f", onnxc/openvino-f32 {_geomean(ov_ratios[threads]):.2f}" if ov else "")
+              + (f", onnxc-bf16/onnxc-fp32 {_geomean(bf_ratios[threads]):.2f}" if bf else "")
+              + (f", onnxc-bf16/openvino-default {_geomean(bf_ov[threads]):.2f}"
+                 if bf and ov else ""))
     print(f"all: geometric mean onnxc/onnxruntime "
           f"{_geomean([r for rs in ratios.values() for r in rs]):.2f}")
 

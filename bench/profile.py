@@ -1,6 +1,7 @@
 """Where a model's time goes: onnxc's per-kernel latencies, averaged over runs, largest first.
 
     env -u OPENBLAS_CORETYPE python -m bench.profile MODEL [--threads N] [--runs 5] [--top 25]
+        [--precision bf16]
 
 MODEL is a light model name, a generated one (bench/models.py) or an .onnx path. Kernels are
 timed one by one (``Session.profile``), so the total is a little above a whole-graph run.
@@ -24,9 +25,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        session = onnxc.compile(model_path(args.model, tmp), num_threads=args.threads)
+        session = onnxc.compile(model_path(args.model, tmp), num_threads=args.threads,
+                                precision=args.precision)
     rng = np.random.default_rng(0)
     feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32)
              for i in session.get_inputs()}
@@ -37,7 +40,7 @@ def main() -> None:
         for kernel, t in session.profile(feeds):
             seconds[kernel] += t / args.runs
     total = sum(seconds.values())
-    print(f"{args.model}, {args.threads} thread(s): {total * 1e3:.2f} ms in "
+    print(f"{args.model} {args.precision}, {args.threads} thread(s): {total * 1e3:.2f} ms in "
           f"{len(seconds)} kernels")
     for kernel, t in seconds.most_common(args.top):
         print(f"  {t * 1e3:8.3f} ms {100 * t / total:5.1f}%  {kernel}")

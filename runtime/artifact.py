@@ -100,7 +100,8 @@ def save_artifact(path: str | os.PathLike, session) -> None:
                     "disabled_passes": list(opts.disabled_passes),
                     "use_openmp": opts.use_openmp,
                     "memory_limit_bytes": opts.memory_limit_bytes,
-                    "batch_tile": opts.batch_tile},
+                    "batch_tile": opts.batch_tile,
+                    "precision": opts.precision},
         "executables": exes,
         "value_inputs": sorted(session.value_inputs),
         # Batch tiling (runtime/tiling.py): per set of non-batch shapes, the tile and batch-1
@@ -175,7 +176,8 @@ def _load(path: str | os.PathLike, num_threads: int | None):
                                      disabled_passes=tuple(opts["disabled_passes"]),
                                      use_openmp=opts["use_openmp"],
                                      memory_limit_bytes=opts.get("memory_limit_bytes"),
-                                     batch_tile=_batch_tile(opts.get("batch_tile")))
+                                     batch_tile=_batch_tile(opts.get("batch_tile")),
+                                     precision=_precision(opts.get("precision", "fp32")))
             executables = {}
             limit = memory_limit(options.memory_limit_bytes)
             for k, e in enumerate(manifest["executables"]):
@@ -223,6 +225,13 @@ def _load(path: str | os.PathLike, num_threads: int | None):
     return Session(inputs, outputs, options, model=model, executables=executables,
                    num_threads=num_threads, value_inputs=manifest.get("value_inputs", []),
                    tilings=tilings, untiled=untiled)
+
+
+def _precision(value):
+    if value in ("fp32", "bf16"):
+        return value
+    raise ArtifactError(f"artifact manifest has an unknown precision {value!r}; the file is "
+                        f"damaged or from a newer onnxc")
 
 
 def _batch_tile(value):

@@ -33,6 +33,9 @@ class CompileOptions:
     # chooses it from the batch-1 program's working set, 0 turns batch tiling off (one
     # compile per batch size).
     batch_tile: int | None = None
+    # cpu: "bf16" multiplies bfloat16 operands in MatMul/Gemm/Conv with float32 accumulation
+    # (backends/cpu/gemm_bf16.py); "fp32" is ONNX float32 semantics
+    precision: str = "fp32"
 
 
 def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]] | None,
@@ -71,7 +74,10 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     from onnxc.backends.cpu import compile_plan
 
     start = time.perf_counter()
-    code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp)
+    if options.precision == "bf16":
+        _prepare_bf16_weights(plan)
+    code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp,
+                        precision=options.precision)
     options.timings["codegen"] = time.perf_counter() - start
     kernels = [KernelInfo(call.kernel.name, sym,
                           list(dict.fromkeys(n for n, _ in call.kernel.origin)),
@@ -83,6 +89,30 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
                      plan.value_bytes, kernels, code.object_code, code.target, code.needs_openmp,
                      code.llvm_ir, index_checks=checks)
     return exe
+
+
+def _prepare_bf16_weights(plan) -> None:
+    """precision="bf16": constant GEMM operands rounded and laid out for the micro-kernel
+    once (backends/cpu/bf16_weights.py), as extra uint16 constants of the kernels."""
+    from onnxc.backends.cpu.bf16_weights import prepare
+    from onnxc.ir.dtypes import DType
+    from onnxc.ir.kernel import Param
+    from onnxc.runtime.plan import Slot
+
+    for call in plan.calls:
+        consts = {p.name: plan.constants[s.index] for p, s in zip(call.kernel.params, call.slots)
+                  if s.region == "const"}
+        prepared: dict[str, dict[str, str]] = {}
+        for out, operand, array in (prepare(call.kernel, consts) if consts else ()):
+            name = f"{out}.bf16_{operand}"
+            call.kernel.params.append(Param(name, (array.size,), DType.uint16, "in"))
+            call.slots.append(Slot("const", len(plan.constants)))
+            if call.tensors:
+                call.tensors.append("")
+            plan.constants.append(array)
+            prepared.setdefault(out, {})[operand] = name
+        if prepared:
+            call.kernel.bf16_prepacked = prepared
 
 
 def _check_memory(plan, graph: Graph, options: CompileOptions) -> None:

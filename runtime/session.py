@@ -331,6 +331,7 @@ class Session:
         return {
             "target": self._options.target,
             "opt_level": self._options.opt_level,
+            "precision": self._options.precision,
             "num_threads": self.num_threads,
             "inputs": [{"name": i.name, "shape": i.shape, "type": i.type}
                        for i in self.get_inputs()],

@@ -10,6 +10,7 @@ from onnxc.ir.kernel import Const, IndexValue, Load, Op, Reduce, Var
 
 from .codegen import ModuleBuilder, Slot
 from .compiler import LoadedObject, compile_module, host_target, openmp_library
+from .gemm_bf16 import PRECISIONS, native_supported
 from .object_cache import cached_object
 
 log = logging.getLogger("onnxc.backends.cpu")
@@ -32,9 +33,16 @@ def vector_width(features: str) -> int:
     return 16 if "+avx512f" in flags else 8 if "+avx2" in flags else 4
 
 
-def generate_ir(calls, *, use_openmp: bool, features: str | None = None) -> tuple[str, list[str]]:
-    """LLVM IR text for the kernel calls of a plan; identical kernels share one function."""
-    mb = ModuleBuilder(use_openmp, vector_width(features or host_target()["features"]))
+def generate_ir(calls, *, use_openmp: bool, features: str | None = None,
+                precision: str = "fp32") -> tuple[str, list[str]]:
+    """LLVM IR text for the kernel calls of a plan; identical kernels share one function.
+    ``precision="bf16"``: GEMM stages with bfloat16 operands (gemm_bf16.py), with the host's
+    avx512_bf16 instructions where ``features`` has them, else emulated (same results)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}")
+    features = features or host_target()["features"]
+    mb = ModuleBuilder(use_openmp, vector_width(features), precision,
+                       precision == "bf16" and native_supported(features))
     functions = {}
     main_calls, symbols = [], []
     for call in calls:
@@ -88,16 +96,21 @@ def _structural_key(kernel) -> str:
         return text
 
     parts = [f"{p.role}:{p.dtype.value}{list(p.shape)}" for p in kernel.params]
+    # precision="bf16": which stage reads which operand prepared (runtime/build.py)
+    prepared = getattr(kernel, "bf16_prepacked", {})
+    parts += [f"bf16:{k}:{''.join(sorted(prepared[st.out]))}"
+              for k, st in enumerate(kernel.stages) if st.out in prepared]
     for st in kernel.stages:
         parts.append(f"{pos[st.out]}[{','.join(var(v) for v in st.vars)}]{list(st.shape)}="
                      f"{expr(st.body)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True) -> CompiledCode:
+def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True,
+                 precision: str = "fp32") -> CompiledCode:
     use_openmp = use_openmp and openmp_library() is not None
     start = time.perf_counter()
-    llvm_ir, symbols = generate_ir(calls, use_openmp=use_openmp)
+    llvm_ir, symbols = generate_ir(calls, use_openmp=use_openmp, precision=precision)
     mid = time.perf_counter()
     target, level = host_target(), 3 if opt_level >= 1 else 0
     obj, hit = cached_object(llvm_ir, target, level,

@@ -33,6 +33,7 @@ from . import narrow
 from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
+from .gemm_bf16 import bf16_outer_extent, emit_gemm_bf16, use_bf16
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
 from .window import emit_window, match_window, window_outer_extent
@@ -56,8 +57,12 @@ class Slot:
 class ModuleBuilder:
     """Accumulates kernels and the main entry point into one LLVM module."""
 
-    def __init__(self, use_openmp: bool, vector_width: int = 8):
+    def __init__(self, use_openmp: bool, vector_width: int = 8, precision: str = "fp32",
+                 bf16_native: bool = False):
         self.module = ir.Module(name="onnxc")
+        # "bf16": GEMM stages multiply bfloat16 operands (gemm_bf16.py), natively with
+        # avx512_bf16 (bf16_native) or emulated with the same results
+        self.precision, self.bf16_native = precision, bf16_native
         self.use_openmp = use_openmp
         self.vector_width = vector_width  # float32 lanes of the widest vector unit
         self._names: set[str] = set()
@@ -103,8 +108,9 @@ class ModuleBuilder:
                 parallel = window_worth_parallel(st, window)
                 table.append((body, parallel, window_outer_extent(st)))
             else:
-                parallel = _worth_parallel(st, shapes, self.vector_width)
-                table.append((body, parallel, _outer_extent(st, shapes, self.vector_width)))
+                parallel = _worth_parallel(st, shapes, self.vector_width, self.precision)
+                table.append((body, parallel, _outer_extent(st, shapes, self.vector_width,
+                                                            self.precision)))
             if self.use_openmp and parallel:
                 wrapper = self._omp_wrapper(body)
                 gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
@@ -174,15 +180,19 @@ def _reduce_work(st: Stage) -> int:
     return work
 
 
-def _worth_parallel(st: Stage, shapes, vw: int) -> bool:
+def _worth_parallel(st: Stage, shapes, vw: int, precision: str = "fp32") -> bool:
     return (math.prod(st.shape) * _reduce_work(st) >= PARALLEL_MIN_WORK
-            and _outer_extent(st, shapes, vw) > 1)
+            and _outer_extent(st, shapes, vw, precision) > 1)
 
 
-def _outer_extent(st: Stage, shapes, vw: int) -> int:
+def _outer_extent(st: Stage, shapes, vw: int, precision: str = "fp32") -> int:
     if not st.shape:
         return 1
     plan = match_gemm(st, shapes)
+    if precision == "bf16":
+        bplan = plan or match_gemm(st, shapes, min_rows=1)
+        if bplan is not None and use_bf16(st, bplan, shapes):
+            return bf16_outer_extent(st, bplan)
     if plan is not None:
         if use_packed(st, plan, shapes, vw):
             return packed_outer_extent(st, plan, vw)
@@ -439,8 +449,15 @@ class StageEmitter:
     def emit(self) -> ir.Function:
         st, b = self.st, self.b
         plan = match_gemm(st, self.shapes)
+        bf16 = False
+        if self.mb.precision == "bf16":  # batch-1 products too (gemm_bf16.py)
+            bplan = plan or match_gemm(st, self.shapes, min_rows=1)
+            if bplan is not None and use_bf16(st, bplan, self.shapes):
+                plan, bf16 = bplan, True
         if plan is not None:
-            if use_packed(st, plan, self.shapes, self.mb.vector_width):
+            if bf16:
+                emit_gemm_bf16(self, plan, self.mb.vector_width, self.mb.bf16_native)
+            elif use_packed(st, plan, self.shapes, self.mb.vector_width):
                 emit_gemm_packed(self, plan, self.mb.vector_width)
             else:
                 emit_gemm(self, plan, self.mb.vector_width)
