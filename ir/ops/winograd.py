@@ -29,8 +29,11 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
-def tile_counts(out_h: int, out_w: int) -> tuple[int, int]:
-    return -(-out_h // 2), -(-out_w // 2)
+def tile_counts(out_h: int, out_w: int, grid_w: int = 0) -> tuple[int, int]:
+    """(tile rows, tile columns); ``grid_w`` widens the tile grid (attr grid_w of both ops):
+    the extra tiles are computed and never stored, but they make the transforms' inner loops
+    a multiple of the vector width."""
+    return -(-out_h // 2), max(-(-out_w // 2), grid_w)
 
 
 def transform_weights(w: np.ndarray) -> np.ndarray:
@@ -56,7 +59,7 @@ def _input_infer(types, attrs, consts):
     if out_h < 1 or out_w < 1:
         raise ModelError(f"WinogradInput: a 3x3 window does not fit {x} with pads "
                          f"{attrs['pads']}")
-    th, tw = tile_counts(out_h, out_w)
+    th, tw = tile_counts(out_h, out_w, attrs.get("grid_w", 0))
     return [TensorType(x.dtype, (4, 4, x.shape[0], x.shape[1], th, tw))]
 
 
@@ -115,7 +118,7 @@ def _input_compute(ins, outs, attrs):
 def _input_reference(arrays, attrs):
     x = arrays[0]
     pads, out_h, out_w = _input_attrs(attrs, x)
-    th, tw = tile_counts(out_h, out_w)
+    th, tw = tile_counts(out_h, out_w, attrs.get("grid_w", 0))
     xp = np.zeros(x.shape[:2] + (2 * th + 2, 2 * tw + 2), dtype=np.float64)
     h = min(x.shape[2], 2 * th + 2 - pads[0])
     w = min(x.shape[3], 2 * tw + 2 - pads[1])
@@ -128,7 +131,7 @@ def _input_reference(arrays, attrs):
 
 
 register(OpDef("WinogradInput", _input_infer, _input_compute, _input_reference,
-               kind="opaque", doc="attr pads (top, left, bottom, right) of the 3x3 conv; "
+               kind="opaque", doc="attrs pads (top, left, bottom, right) of the 3x3 conv, grid_w; "
                                   "out [4, 4, N, C, TH, TW] = B^T d B per 4x4 tile"))
 
 
@@ -136,7 +139,7 @@ register(OpDef("WinogradInput", _input_infer, _input_compute, _input_reference,
 def _output_infer(types, attrs, consts):
     m = types[0]
     out_h, out_w = attrs["out_hw"]
-    th, tw = tile_counts(out_h, out_w)
+    th, tw = tile_counts(out_h, out_w, attrs.get("grid_w", 0))
     if m.rank != 4 or m.shape[0] != 16 or m.shape[3] != th * tw:
         raise ModelError(f"WinogradOutput needs M of shape [16, N, K, {th * tw}], got {m}")
     if len(types) > 1 and types[1] is not None and types[1].shape != (m.shape[2],):
@@ -147,7 +150,7 @@ def _output_infer(types, attrs, consts):
 def _output_compute(ins, outs, attrs):
     m, out = ins[0], outs[0]
     bias = ins[1] if len(ins) > 1 else None
-    tw = tile_counts(*attrs["out_hw"])[1]
+    tw = tile_counts(*attrs["out_hw"], attrs.get("grid_w", 0))[1]
     dt = m.dtype
 
     def sign(r):  # row r of A^T: m[r] + (1 - 2r) * (m[r + 1] + m[r + 2])
@@ -171,7 +174,7 @@ def _output_compute(ins, outs, attrs):
 def _output_reference(arrays, attrs):
     m, bias = arrays[0], arrays[1] if len(arrays) > 1 else None
     out_h, out_w = attrs["out_hw"]
-    th, tw = tile_counts(out_h, out_w)
+    th, tw = tile_counts(out_h, out_w, attrs.get("grid_w", 0))
     n_, k_ = m.shape[1], m.shape[2]
     mm = m.astype(np.float64).reshape(4, 4, n_, k_, th, tw)
     y = np.einsum("ri,sj,ijnkab->nkarbs", AT, AT, mm).reshape(n_, k_, 2 * th, 2 * tw)
@@ -183,4 +186,4 @@ def _output_reference(arrays, attrs):
 
 register(OpDef("WinogradOutput", _output_infer, _output_compute, _output_reference,
                kind="reduction", doc="inputs M [16, N, K, TH*TW], optional bias [K]; attr "
-                                     "out_hw; out [N, K, H, W] = A^T m A per 2x2 tile"))
+                                     "out_hw, grid_w; out [N, K, H, W] = A^T m A per 2x2 tile"))
