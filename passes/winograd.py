@@ -106,11 +106,12 @@ class WinogradConv(Pass):
                           name=f"{conv.name}_wino_pad", **kw)[0]
         v = graph.add("WinogradInput", [x], {"pads": [0, 0, 0, 0], "grid_w": tw},
                       name=f"{conv.name}_wino_in", **kw)[0]
-        v = graph.add("Reshape", [v], {"shape": [16, n_, c_in, th * tw]},
+        v = graph.add("Reshape", [v], {"shape": [n_, 16, c_in, th * tw]},
                       name=f"{conv.name}_wino_v", **kw)[0]
         m = graph.add("MatMul", [u, v], name=f"{conv.name}_wino_gemm", **kw)[0]
         out = graph.add("WinogradOutput", [m] + ([bias] if bias is not None else []),
-                        {"out_hw": [out_h, out_w], "grid_w": tw}, name=f"{conv.name}_wino_out", **kw)[0]
+                        {"out_hw": [out_h, out_w], "grid_w": tw},
+                        name=f"{conv.name}_wino_out", **kw)[0]
         assert out.type == y.type, (out.type, y.type)
         # graph.add appends: move the new nodes to where the Conv was (topological order).
         new = graph.nodes[first:]

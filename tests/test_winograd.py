@@ -110,7 +110,7 @@ def test_weight_transform_and_reference_ops_match_direct_convolution():
         v = _both("WinogradInput", [x], attrs_in)
         th, tw = v.shape[4], v.shape[5]
         assert tw == max(-(-wo // 2), grid_w)
-        m = np.matmul(transform_weights(g), v.reshape(16, n, c, th * tw))
+        m = np.matmul(transform_weights(g), v.reshape(n, 16, c, th * tw))
         y = _both("WinogradOutput", [m, bias], {"out_hw": [ho, wo], "grid_w": grid_w})
         np.testing.assert_allclose(y, direct, rtol=1e-4, atol=1e-4)
 
@@ -175,3 +175,21 @@ def test_output_transform_uses_the_phase_split_loop(always, monkeypatch):
     model, _ = _model(1, 4, 4, 9, 11, (1, 1, 1, 1))
     onnxc.compile(model)
     assert 2 in seen
+
+
+def test_symbolic_batch_still_tiles(always):
+    """The batch stays the leading axis of the transforms, so batch tiling's proof holds."""
+    model, (ho, wo) = _model(1, 6, 8, 7, 9, (1, 1, 1, 1), residual=True)
+    for v in list(model.graph.input):
+        v.type.tensor_type.shape.dim[0].dim_param = "batch"
+    session = onnxc.compile(model, batch_tile=4)
+    rng = np.random.default_rng(6)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for b in (1, 5):
+        feeds = {"x": rng.standard_normal((b, 6, 7, 9)).astype(np.float32),
+                 "r": rng.standard_normal((b, 8, ho, wo)).astype(np.float32)}
+        want = ref.run(None, feeds)[0]
+        np.testing.assert_allclose(session.run(None, feeds)[0], want, rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(want).max()))
+    assert session.describe()["batch_tiling"]["tiled"]
+    assert "WinogradOutput" in session.ir_text()

@@ -2,8 +2,8 @@
 
 A 3x3 stride-1 convolution becomes (passes/winograd.py)
 
-    V = WinogradInput(x)              [4, 4, N, C, TH, TW]  V = B^T d B per 4x4 input tile d
-    M = MatMul(U, Reshape(V))         [16, N, K, TH*TW]     U = G g G^T, folded at compile time
+    V = WinogradInput(x)              [N, 4, 4, C, TH, TW]  V = B^T d B per 4x4 input tile d
+    M = MatMul(U, Reshape(V))         [N, 16, K, TH*TW]     U = G g G^T, folded at compile time
     Y = WinogradOutput(M, bias)       [N, K, H_out, W_out]  Y = A^T m A per 2x2 output tile
 
 so the 16 per-position matrix products run on the backends' GEMM schedule with 2.25x fewer
@@ -11,7 +11,8 @@ multiplies than the direct convolution (Lavin & Gray, "Fast Algorithms for Convo
 Neural Networks", 2015). Tile (ty, tx) covers output rows 2ty, 2ty+1 and columns 2tx, 2tx+1;
 tiles past the output's last odd row or column compute values that are never stored.
 WinogradOutput is a "reduction"-kind op only so that fusion hands it the convolution's
-elementwise epilogue (BatchNorm, activation, residual) like a Conv's.
+elementwise epilogue (BatchNorm, activation, residual) like a Conv's. The batch stays the
+leading axis of every tensor, so batch tiling (runtime/batch_proof.py) still applies.
 """
 from __future__ import annotations
 
@@ -37,10 +38,10 @@ def tile_counts(out_h: int, out_w: int, grid_w: int = 0) -> tuple[int, int]:
 
 
 def transform_weights(w: np.ndarray) -> np.ndarray:
-    """U[i*4 + j, 0, k, c] = (G w[k, c] G^T)[i, j], for MatMul against the reshaped V."""
+    """U[i*4 + j, k, c] = (G w[k, c] G^T)[i, j], for MatMul against the reshaped V."""
     k, c = w.shape[:2]
     u = np.einsum("ia,kcab,jb->ijkc", G, w.astype(np.float64), G)
-    return np.ascontiguousarray(u.reshape(16, 1, k, c).astype(w.dtype))
+    return np.ascontiguousarray(u.reshape(16, k, c).astype(w.dtype))
 
 
 # -- WinogradInput ------------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def _input_infer(types, attrs, consts):
         raise ModelError(f"WinogradInput: a 3x3 window does not fit {x} with pads "
                          f"{attrs['pads']}")
     th, tw = tile_counts(out_h, out_w, attrs.get("grid_w", 0))
-    return [TensorType(x.dtype, (4, 4, x.shape[0], x.shape[1], th, tw))]
+    return [TensorType(x.dtype, (x.shape[0], 4, 4, x.shape[1], th, tw))]
 
 
 def _row(i):
@@ -99,7 +100,7 @@ def _input_compute(ins, outs, attrs):
                           lambda n, c, r, s: x.padded([n, c, r - pads[0], s - pads[1]], 0.0))]
         x = TensorRef(name, (n_, c_, ph, pw), x.dtype)
 
-    def body(i, j, n, c, ty, tx):
+    def body(n, i, j, c, ty, tx):
         # Rows of the tile: B^T's row i picks rows a0, a1 (runtime offsets along ty are free);
         # columns: the four taps at constant offsets 0..3 along tx, times B^T[j, b] (loop-
         # invariant selects), so the inner loop reads interleaved stride-2 vectors.
@@ -112,7 +113,7 @@ def _input_compute(ins, outs, attrs):
             total = term if total is None else total + term
         return total
 
-    return prologue + [stage(out.name, out.shape, body, names="ijnchw")]
+    return prologue + [stage(out.name, out.shape, body, names="nijchw")]
 
 
 def _input_reference(arrays, attrs):
@@ -127,12 +128,12 @@ def _input_reference(arrays, attrs):
     for a in range(4):
         for b in range(4):
             d[..., a, b] = xp[:, :, a:a + 2 * th:2, b:b + 2 * tw:2]
-    return [np.einsum("ia,jb,nctsab->ijncts", BT, BT, d).astype(x.dtype)]
+    return [np.einsum("ia,jb,nctsab->nijcts", BT, BT, d).astype(x.dtype)]
 
 
 register(OpDef("WinogradInput", _input_infer, _input_compute, _input_reference,
                kind="opaque", doc="attrs pads (top, left, bottom, right) of the 3x3 conv, grid_w; "
-                                  "out [4, 4, N, C, TH, TW] = B^T d B per 4x4 tile"))
+                                  "out [N, 4, 4, C, TH, TW] = B^T d B per 4x4 tile"))
 
 
 # -- WinogradOutput -----------------------------------------------------------------------------
@@ -140,11 +141,11 @@ def _output_infer(types, attrs, consts):
     m = types[0]
     out_h, out_w = attrs["out_hw"]
     th, tw = tile_counts(out_h, out_w, attrs.get("grid_w", 0))
-    if m.rank != 4 or m.shape[0] != 16 or m.shape[3] != th * tw:
-        raise ModelError(f"WinogradOutput needs M of shape [16, N, K, {th * tw}], got {m}")
+    if m.rank != 4 or m.shape[1] != 16 or m.shape[3] != th * tw:
+        raise ModelError(f"WinogradOutput needs M of shape [N, 16, K, {th * tw}], got {m}")
     if len(types) > 1 and types[1] is not None and types[1].shape != (m.shape[2],):
         raise ModelError(f"WinogradOutput bias must have shape ({m.shape[2]},), got {types[1]}")
-    return [TensorType(m.dtype, (m.shape[1], m.shape[2], out_h, out_w))]
+    return [TensorType(m.dtype, (m.shape[0], m.shape[2], out_h, out_w))]
 
 
 def _output_compute(ins, outs, attrs):
@@ -162,8 +163,8 @@ def _output_compute(ins, outs, attrs):
         sy, sx = sign(ry), sign(rx)
 
         def row(i):
-            return (m[i * 4 + rx, n, k, t] +
-                    sx * (m[i * 4 + rx + 1, n, k, t] + m[i * 4 + rx + 2, n, k, t]))
+            return (m[n, i * 4 + rx, k, t] +
+                    sx * (m[n, i * 4 + rx + 1, k, t] + m[n, i * 4 + rx + 2, k, t]))
 
         val = row(ry) + sy * (row(ry + 1) + row(ry + 2))
         return val + bias[k] if bias is not None else val
@@ -175,9 +176,9 @@ def _output_reference(arrays, attrs):
     m, bias = arrays[0], arrays[1] if len(arrays) > 1 else None
     out_h, out_w = attrs["out_hw"]
     th, tw = tile_counts(out_h, out_w, attrs.get("grid_w", 0))
-    n_, k_ = m.shape[1], m.shape[2]
-    mm = m.astype(np.float64).reshape(4, 4, n_, k_, th, tw)
-    y = np.einsum("ri,sj,ijnkab->nkarbs", AT, AT, mm).reshape(n_, k_, 2 * th, 2 * tw)
+    n_, k_ = m.shape[0], m.shape[2]
+    mm = m.astype(np.float64).reshape(n_, 4, 4, k_, th, tw)
+    y = np.einsum("ri,sj,nijkab->nkarbs", AT, AT, mm).reshape(n_, k_, 2 * th, 2 * tw)
     y = y[:, :, :out_h, :out_w]
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)
@@ -185,5 +186,5 @@ def _output_reference(arrays, attrs):
 
 
 register(OpDef("WinogradOutput", _output_infer, _output_compute, _output_reference,
-               kind="reduction", doc="inputs M [16, N, K, TH*TW], optional bias [K]; attr "
+               kind="reduction", doc="inputs M [N, 16, K, TH*TW], optional bias [K]; attr "
                                      "out_hw, grid_w; out [N, K, H, W] = A^T m A per 2x2 tile"))
