@@ -193,3 +193,14 @@ def test_symbolic_batch_still_tiles(always):
                                    atol=1e-5 * float(np.abs(want).max()))
     assert session.describe()["batch_tiling"]["tiled"]
     assert "WinogradOutput" in session.ir_text()
+
+
+def test_optimize_writes_standard_onnx_without_winograd(always):
+    """onnxc.optimize exports ONNX: the Winograd ops have no ONNX form, so it skips them."""
+    model, _ = _model(1, 8, 8, 10, 10, (1, 1, 1, 1), bn=True)
+    out = onnxc.optimize(model)
+    assert {n.op_type for n in out.graph.node} <= {"Conv", "Relu"}
+    feeds = {"x": np.random.default_rng(7).standard_normal((1, 8, 10, 10)).astype(np.float32)}
+    run = lambda m: ort.InferenceSession(  # noqa: E731
+        m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(run(out), run(model), rtol=1e-4, atol=1e-5)
