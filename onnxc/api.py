@@ -216,7 +216,9 @@ def optimize(model: ModelLike, opt_level: int = 2, *,
     from onnxc.runtime.build import optimize_graph
 
     proto, _ = load_model(model)
-    options = CompileOptions(opt_level=opt_level, disabled_passes=tuple(disable_passes))
+    # Winograd's transforms are a cpu lowering with no ONNX op to write them as.
+    options = CompileOptions(opt_level=opt_level,
+                             disabled_passes=tuple(disable_passes) + ("winograd",))
     graph = optimize_graph(proto, input_shapes, options)
     out = export_model(graph)
     if not needs_external_data(out):

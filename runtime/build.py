@@ -46,7 +46,7 @@ def optimize_graph(proto: onnx.ModelProto, input_shapes: dict[str, Sequence[int]
     start = time.perf_counter()
     graph = import_graph(proto, input_shapes, input_values, options.memory_limit_bytes)
     options.timings["import"] = time.perf_counter() - start
-    pm = PassManager(pipeline(options.opt_level), disabled=set(options.disabled_passes),
+    pm = PassManager(pipeline(options.opt_level, options.target), disabled=set(options.disabled_passes),
                      print_after=set(options.print_after))
     graph = pm.run(graph)
     options.timings["passes"] = dict(pm.timings)

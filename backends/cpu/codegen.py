@@ -34,6 +34,7 @@ from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
 from .gemm_bf16 import bf16_outer_extent, emit_gemm_bf16, use_bf16
+from .phase_split import phases, specialize
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
 from .window import emit_window, match_window, window_outer_extent
@@ -472,6 +473,7 @@ class StageEmitter:
             return self.fn
         red = _row_reduce(st, self.shapes)
         rank = len(st.shape)
+        split = phases(st) if red is None and rank else None
         outer_shape = list(st.shape[:-1]) if rank else []
         inner = st.shape[-1] if rank else 1
         tiles = -(-inner // ROW_TILE) if red is not None else 1
@@ -494,6 +496,8 @@ class StageEmitter:
                 self.store(self.expr(st.body, env), st.out, [])
             elif red is not None:
                 self.emit_row(red, env, tile)
+            elif split:
+                self.emit_phased(env, split)
             else:
                 def point(j):
                     env2 = {**env, st.vars[-1]: j}
@@ -505,6 +509,23 @@ class StageEmitter:
         b.ret_void()
         ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
         return self.fn
+
+    def emit_phased(self, env, d: int) -> None:
+        """The inner loop as x = d*u + r, one body per phase r (backends/cpu/phase_split.py)."""
+        st, b = self.st, self.b
+        u = Var("u")
+        bodies = [specialize(st, u, r, d) for r in range(d)]
+        inner = st.shape[-1]
+
+        def point(uv, r):
+            x = b.add(b.mul(uv, I64(d), flags=["nsw"]), I64(r), flags=["nsw"])
+            env2 = {**env, u: uv, st.vars[-1]: x}
+            self.store(self.expr(bodies[r], env2), st.out, [env2[v] for v in st.vars])
+
+        self.loop(I64(0), I64(inner // d),
+                  lambda uv: [point(uv, r) for r in range(d)] and None, name="u")
+        for r in range(inner % d):
+            point(I64(inner // d), r)
 
     def emit_row(self, red: Reduce, env, tile: ir.Value) -> None:
         st, b = self.st, self.b

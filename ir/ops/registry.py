@@ -78,7 +78,7 @@ def _load_all() -> None:
     if _LOADED:
         return
     from . import (activations, elementwise, index_ops, layernorm, linalg, nn,  # noqa: F401
-                   placement_ops, reduction, sampling, shape_ops)
+                   placement_ops, reduction, sampling, shape_ops, winograd)
     _LOADED.append(True)
 
 
