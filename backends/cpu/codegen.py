@@ -31,6 +31,7 @@ from . import narrow
 from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
+from .gemv import emit_gemv, gemv_outer_extent, match_row_vector, use_gemv
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
 from .team import enabled as team_enabled
@@ -171,10 +172,12 @@ def _worth_parallel(st: Stage, shapes, vw: int) -> bool:
 def _outer_extent(st: Stage, shapes, vw: int) -> int:
     if not st.shape:
         return 1
-    plan = match_gemm(st, shapes)
+    plan = match_gemm(st, shapes) or match_row_vector(st, shapes)
     if plan is not None:
         if use_packed(st, plan, shapes, vw):
             return packed_outer_extent(st, plan, vw)
+        if use_gemv(st, plan, shapes, vw):
+            return gemv_outer_extent(st, plan, vw)
         return gemm_outer_extent(st, plan, vw)
     outer = math.prod(st.shape[:-1])
     if _row_reduce(st, shapes) is not None:
@@ -427,10 +430,12 @@ class StageEmitter:
     # -- the loop nest ---------------------------------------------------------------------
     def emit(self) -> ir.Function:
         st, b = self.st, self.b
-        plan = match_gemm(st, self.shapes)
+        plan = match_gemm(st, self.shapes) or match_row_vector(st, self.shapes)
         if plan is not None:
             if use_packed(st, plan, self.shapes, self.mb.vector_width):
                 emit_gemm_packed(self, plan, self.mb.vector_width)
+            elif use_gemv(st, plan, self.shapes, self.mb.vector_width):
+                emit_gemv(self, plan, self.mb.vector_width)
             else:
                 emit_gemm(self, plan, self.mb.vector_width)
             b.ret_void()
