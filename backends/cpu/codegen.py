@@ -38,6 +38,12 @@ from .team import enabled as team_enabled
 
 ROW_TILE = 256
 PARALLEL_MIN_WORK = 1 << 20
+# A run opens a thread team only when its parallel stages hold this much work (multiply-adds)
+# in all and per stage of the run on average: below it (an MLP at batch 1; an LSTM, a hundred
+# tiny steps) the team's start, per-stage hand-offs and end barrier cost more than a second
+# core saves, and on a loaded machine a descheduled thread stalls the run for a time slice.
+TEAM_MIN_WORK = 1 << 22
+TEAM_MIN_STAGE_WORK = 1 << 17
 REASSOC = ("reassoc", "contract")
 
 
@@ -59,6 +65,7 @@ class ModuleBuilder:
         self._names: set[str] = set()
         # kernel symbol -> [(stage function, worth parallelising, outer extent)], for the team
         self.stage_table: dict[str, list[tuple[ir.Function, bool, int]]] = {}
+        self.parallel_work: dict[str, int] = {}  # kernel symbol -> work of its parallel stages
 
     # -- declarations ----------------------------------------------------------------------
     def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -94,6 +101,8 @@ class ModuleBuilder:
                 raise CompileError(f"code generation failed for kernel {kernel.name} stage "
                                    f"{st.out}: {type(exc).__name__}: {exc}") from exc
             parallel = _worth_parallel(st, shapes, self.vector_width)
+            self.parallel_work[fn.name] = self.parallel_work.get(fn.name, 0) + \
+                (_stage_work(st) if parallel else 0)
             table.append((body, parallel, _outer_extent(st, shapes, self.vector_width)))
             if self.use_openmp and parallel:
                 wrapper = self._omp_wrapper(body)
@@ -128,8 +137,9 @@ class ModuleBuilder:
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         # A model with no stage worth parallelising (an MLP at batch 1, an LSTM's small steps)
         # runs on the calling thread: a team would only add its start and end to every run.
-        any_parallel = any(parallel for kfn, _ in calls
-                           for _, parallel, _ in self.stage_table.get(kfn.name, ()))
+        work = sum(self.parallel_work.get(kfn.name, 0) for kfn, _ in calls)
+        any_parallel = work >= max(TEAM_MIN_WORK, TEAM_MIN_STAGE_WORK *
+                                   stage_count(calls, self.stage_table))
         if not (self.use_openmp and team_enabled()) or not any_parallel:
             serial_calls(b, fn, calls, I32(1) if not (self.use_openmp and any_parallel)
                          else fn.args[4])
@@ -164,8 +174,12 @@ def _reduce_work(st: Stage) -> int:
     return work
 
 
+def _stage_work(st: Stage) -> int:
+    return math.prod(st.shape) * _reduce_work(st)
+
+
 def _worth_parallel(st: Stage, shapes, vw: int) -> bool:
-    return (math.prod(st.shape) * _reduce_work(st) >= PARALLEL_MIN_WORK
+    return (_stage_work(st) >= PARALLEL_MIN_WORK
             and _outer_extent(st, shapes, vw) > 1)
 
 
