@@ -174,3 +174,22 @@ def test_fast_path_from_several_python_threads():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_vectorized_erf_vs_math_erf():
+    """float32 Erf is a rational function now (backends/cpu/fastmath.py), no libm call."""
+    import math
+
+    g = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
+    s = onnxc.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+                      num_threads=1)
+    assert "erff" not in s.llvm_ir()
+    x = np.concatenate([np.linspace(-6, 6, 20001), np.geomspace(1e-30, 6, 2001),
+                        -np.geomspace(1e-30, 6, 2001), [0.0, -0.0, np.inf, -np.inf]]
+                       ).astype(np.float32)
+    got = s.run(None, {"x": x})[0].astype(np.float64)
+    want = np.array([math.erf(float(v)) for v in x])
+    assert np.all(np.abs(got - want) <= 4e-7 * np.maximum(np.abs(want), 1e-30) + 1e-45)
+    assert np.isnan(s.run(None, {"x": np.array([np.nan], np.float32)})[0]).all()
