@@ -193,3 +193,34 @@ def test_vectorized_erf_vs_math_erf():
     want = np.array([math.erf(float(v)) for v in x])
     assert np.all(np.abs(got - want) <= 4e-7 * np.maximum(np.abs(want), 1e-30) + 1e-45)
     assert np.isnan(s.run(None, {"x": np.array([np.nan], np.float32)})[0]).all()
+
+
+def test_thread_choice_follows_the_faster_count():
+    from onnxc.runtime.fastrun import ThreadChoice
+
+    choice = ThreadChoice(2)
+    picks = []
+    for _ in range(200):
+        k = choice.pick()
+        picks.append(k)
+        choice.record(k, 1.0 if choice.options[k] == 2 else 0.5)  # one thread is faster
+    assert picks[:10].count(0) == 5  # both counts tried at first
+    assert picks[10:].count(1) > 150 and picks[10:].count(0) >= 10  # and the other probed
+    for _ in range(100):  # the load goes away: the team wins again
+        k = choice.pick()
+        choice.record(k, 0.2 if choice.options[k] == 2 else 0.5)
+    assert choice.options[choice.pick()] == 2 or choice.options[choice.pick()] == 2
+
+
+def test_two_thread_session_same_results_every_run():
+    """Runs alternate between the team and one thread; the results must not change."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((256, 512)).astype(np.float32)
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["t"]),
+                    helper.make_node("Relu", ["t"], ["y"])], [("x", (64, 256))], {"w": w})
+    s = onnxc.compile(model, num_threads=2)
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    first = s.run(None, {"x": x})[0]
+    _close(first, np.maximum(x @ w, 0))
+    for _ in range(30):
+        np.testing.assert_array_equal(s.run(None, {"x": x})[0], first)
