@@ -224,3 +224,27 @@ def test_two_thread_session_same_results_every_run():
     _close(first, np.maximum(x @ w, 0))
     for _ in range(30):
         np.testing.assert_array_equal(s.run(None, {"x": x})[0], first)
+
+
+@pytest.mark.parametrize("m", [1, 3, 8])
+def test_gathered_row_in_a_product_epilogue(m):
+    """``table[idx] + x @ w`` with a fed scalar index (negative too): the epilogue reads the
+    index once per vector of columns."""
+    rng = np.random.default_rng(m)
+    table = rng.standard_normal((5, m, 70)).astype(np.float32)
+    w = rng.standard_normal((33, 70)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["g"], axis=0),
+         helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["g", "t"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, 33]),
+              helper.make_tensor_value_info("idx", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, 70])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(w, "w")])
+    s = onnxc.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+                      num_threads=1)
+    x = rng.standard_normal((m, 33)).astype(np.float32)
+    for idx in (0, 3, -1, -5):
+        got = s.run(None, {"x": x, "idx": np.array(idx, np.int64)})[0]
+        _close(got, table[idx] + x @ w)
+    with pytest.raises(InputError, match="out of range"):
+        s.run(None, {"x": x, "idx": np.array(5, np.int64)})
