@@ -248,3 +248,20 @@ def test_gathered_row_in_a_product_epilogue(m):
         _close(got, table[idx] + x @ w)
     with pytest.raises(InputError, match="out of range"):
         s.run(None, {"x": x, "idx": np.array(5, np.int64)})
+
+
+def test_in_place_elementwise_kernels_vs_ort():
+    """An LSTM's cell update writes its output over the previous cell state (the memory plan's
+    in-place rule); that loop is emitted twice (backends/cpu/inplace.py) and the in-place
+    version must give the same results."""
+    from bench.models import lstm
+
+    model = lstm(seq=6, batch=2, size=20, hidden=35)
+    s = onnxc.compile(model, num_threads=1)
+    exe = next(iter(s.executables.values()))
+    in_place = [k for k in exe.kernels if len(set(k.slots)) < len(k.slots)]
+    assert in_place  # the plan shares a buffer somewhere, so the in-place version runs
+    x = np.random.default_rng(1).standard_normal((6, 2, 20)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    _close(s.run(None, {"x": x})[0], want)

@@ -31,6 +31,7 @@ from . import narrow
 from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
+from .inplace import emit_versioned
 from .gemv import emit_gemv, gemv_outer_extent, match_row_vector, use_gemv
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
@@ -486,7 +487,7 @@ class StageEmitter:
                                [env2[v] for v in st.vars])
                 self.loop(I64(0), I64(inner), point, name="j")
 
-        self.loop(lo, hi, outer_body, name="q")
+        emit_versioned(self, lambda: self.loop(lo, hi, outer_body, name="q"))
         b.ret_void()
         ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
         return self.fn
