@@ -118,7 +118,7 @@ class Session:
         if exe is None:  # cut at an op whose output shape depends on values
             return self._select(output_names, self._stage.run(flat))
         outs = self._regroup(exe, exe.run(flat, self.num_threads))
-        if fast is None or fast.exe is not exe:
+        if fast is None or fast.exe is not exe or fast.num_threads != self.num_threads:
             from onnxc.runtime.fastrun import FastRun
 
             self._fast = FastRun.build(self, exe)
