@@ -143,9 +143,8 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
             with b.if_else(b.icmp_signed(">=", rows, I64(MR))) as (then, otherwise):
                 with then:
                     columns(env, p0, MR, jb0, ntiles)
-                with otherwise:
-                    se.loop(I64(0), rows, lambda m: columns(env, b.add(p0, m), 1, jb0, ntiles),
-                            name="ptail")
+                with otherwise:  # the last rows: a full tile reading the last row again
+                    columns(env, p0, MR, jb0, ntiles, rows)
 
         se.loop(pt0, pt_end, row_tile, name="pt")
 
@@ -180,12 +179,15 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
 
         se.loop(I64(0), ntiles, per_tile, name="pack")
 
-    def columns(env, p0, mr, jb0, ntiles):
-        # a's row pointers at reduction step 0 (a does not depend on the columns)
+    def columns(env, p0, mr, jb0, ntiles, rows=None):
+        # a's row pointers at reduction step 0 (a does not depend on the columns); with
+        # ``rows`` (< mr left), rows past the end read the last one and are not stored
         zero_red = {var: I64(0) for var, _ in plan.red.axes}
         arows = []
         for m in range(mr):
-            e = {**env, **zero_red, **column_env(se, plan, I64(0)), plan.p: b.add(p0, I64(m))}
+            pm = b.add(p0, I64(m)) if rows is None else \
+                b.add(p0, b.select(b.icmp_signed("<", I64(m), rows), I64(m), b.sub(rows, I64(1))))
+            e = {**env, **zero_red, **column_env(se, plan, I64(0)), plan.p: pm}
             arows.append(se.address(plan.a.tensor, [se.ix(i, e) for i in plan.a.index]))
 
         def per_tile(t):
@@ -209,6 +211,13 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
                         b.store(b.call(fma, [a, bv[n], acc]), accs[m][n])
 
             se.loop(I64(0), I64(K), step, name="k")
+            if rows is not None:
+                for m in range(mr):
+                    with b.if_then(b.icmp_signed("<", I64(m), rows)):
+                        spill_and_finish(se, plan, env, b.add(p0, I64(m)), j0, 1, NR, vw, tile,
+                                         [[b.load(accs[m][n], typ=vec) for n in range(NR)]],
+                                         b.sub(I64(J), j0))
+                return
             spill_and_finish(se, plan, env, p0, j0, mr, NR, vw, tile,
                              [[b.load(accs[m][n], typ=vec) for n in range(NR)]
                               for m in range(mr)], b.sub(I64(J), j0))
