@@ -265,3 +265,47 @@ def test_in_place_elementwise_kernels_vs_ort():
     want = ort.InferenceSession(model.SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     _close(s.run(None, {"x": x})[0], want)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("n", [32, 40, 129])
+def test_vector_max_min_reductions_vs_numpy(op, n):
+    """Row max/min run 16 lanes at a time (backends/cpu/vreduce.py): NaN still wins, the tail
+    is included, and signed zeros come out as from the scalar loop."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((5, n)).astype(np.float32)
+    x[1, n - 1] = np.nan  # in the scalar tail (or the last vector)
+    x[2, 3] = np.nan  # in a vector
+    x[3] = 0.0
+    x[3, ::2] = -0.0
+    x[4, :] = -np.inf if op == "ReduceMax" else np.inf
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"], axes=[1], keepdims=0)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, n])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5])])
+    s = onnxc.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+                      num_threads=1)
+    assert "vracc" in s.llvm_ir()  # the vector accumulator
+    got = s.run(None, {"x": x})[0]
+    want = (np.maximum if op == "ReduceMax" else np.minimum).reduce(x, axis=1)
+    np.testing.assert_array_equal(got, want)  # equal treats -0 and +0 alike
+    from onnxc.backends.cpu import vreduce
+
+    vreduce.ENABLED = False
+    try:  # the signs of zeros as the scalar llvm.maximum/minimum loop gives them
+        scalar = onnxc.compile(s.model, num_threads=1).run(None, {"x": x})[0]
+    finally:
+        vreduce.ENABLED = True
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(scalar))
+
+
+def test_softmax_rows_vs_ort():
+    rng = np.random.default_rng(7)
+    for shape, axis in [((1, 4, 128, 128), -1), ((3, 37), -1), ((2, 64, 3), 1)]:
+        g = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        x = (rng.standard_normal(shape) * 5).astype(np.float32)
+        want = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        _close(onnxc.compile(model, num_threads=1).run(None, {"x": x})[0], want, rtol=1e-5)
