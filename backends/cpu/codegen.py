@@ -32,7 +32,6 @@ from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
 from .inplace import emit_versioned
-from .vreduce import emit_vector_reduce, vector_reducible
 from .gemv import emit_gemv, gemv_outer_extent, match_row_vector, use_gemv
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
@@ -427,8 +426,6 @@ class StageEmitter:
         return ops.minmax(kind, dtype, acc, v)
 
     def reduce_point(self, e: Reduce, env) -> ir.Value:
-        if vector_reducible(self, e):
-            return emit_vector_reduce(self, e, env)
         acc = self.alloca(value_type(e.dtype), "acc")
         self.b.store(self.reduce_init(e.kind, e.dtype), acc)
 
