@@ -1,10 +1,11 @@
 """Latency paths for small models, against numpy and onnxruntime on random inputs.
 
-* The row-vector GEMM schedule (backends/cpu/gemv.py) for products with 1..5 output rows: one
-  row with no row axis (MatMul at batch 1, an LSTM step), a few rows, batched products,
-  column counts below, at and past the register block (remainders), odd and tiny reductions,
-  fused bias/activation epilogues, a weight fed at run time, 1 and 2 threads (the split over
-  column blocks must not change the result), and 6..7 rows where the packed schedule takes over.
+* The few-row GEMM schedule (backends/cpu/gemv.py) for products with 1..32 output rows: one
+  row with no row axis (MatMul at batch 1, an LSTM step), one register tile (<= 5 rows), row
+  tiles of 4 with a remainder, batched products, column counts below, at and past the
+  register block (remainders), odd and tiny reductions, fused bias/activation epilogues, a
+  weight fed at run time, 1 and 2 threads (the split over column blocks must not change the
+  result), and 33 rows where the packed schedule takes over.
 * Session's repeat-run fast path (runtime/fastrun.py): the same results as the full path, bad
   feeds still raise InputError after it is set up, other shapes fall back, non-contiguous and
   0-size feeds, and runs from several Python threads at once.
@@ -44,7 +45,8 @@ def _uses_gemv(session) -> bool:
 # (batch dims, M, K, N): N around the block (8 vectors of 16 or 8 floats), odd K, K = 1
 MATMUL = [((), 1, 1024, 1030), ((), 1, 17, 5), ((), 1, 1, 300), ((), 2, 33, 129),
           ((), 3, 200, 257), ((), 4, 64, 16), ((), 5, 7, 100), ((3,), 1, 40, 50),
-          ((2, 2), 2, 9, 33), ((), 6, 31, 70), ((), 7, 16, 45)]
+          ((2, 2), 2, 9, 33), ((), 6, 31, 70), ((), 7, 16, 45), ((), 11, 128, 200),
+          ((2,), 13, 5, 65), ((), 32, 64, 1030), ((), 33, 40, 90)]
 
 
 @pytest.mark.parametrize("batch,m,k,n", MATMUL)

@@ -189,10 +189,10 @@ def _outer_extent(st: Stage, shapes, vw: int) -> int:
         return 1
     plan = match_gemm(st, shapes) or match_row_vector(st, shapes)
     if plan is not None:
-        if use_packed(st, plan, shapes, vw):
-            return packed_outer_extent(st, plan, vw)
         if use_gemv(st, plan, shapes, vw):
             return gemv_outer_extent(st, plan, vw)
+        if use_packed(st, plan, shapes, vw):
+            return packed_outer_extent(st, plan, vw)
         return gemm_outer_extent(st, plan, vw)
     outer = math.prod(st.shape[:-1])
     if _row_reduce(st, shapes) is not None:
@@ -447,10 +447,10 @@ class StageEmitter:
         st, b = self.st, self.b
         plan = match_gemm(st, self.shapes) or match_row_vector(st, self.shapes)
         if plan is not None:
-            if use_packed(st, plan, self.shapes, self.mb.vector_width):
-                emit_gemm_packed(self, plan, self.mb.vector_width)
-            elif use_gemv(st, plan, self.shapes, self.mb.vector_width):
+            if use_gemv(st, plan, self.shapes, self.mb.vector_width):
                 emit_gemv(self, plan, self.mb.vector_width)
+            elif use_packed(st, plan, self.shapes, self.mb.vector_width):
+                emit_gemm_packed(self, plan, self.mb.vector_width)
             else:
                 emit_gemm(self, plan, self.mb.vector_width)
             b.ret_void()
