@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxc
-from onnxc.backends.cpu import gemm_shapes
+from onnxc.backends.cpu import gemm_shapes, gemv
 from onnxc.backends.cpu.gemm_tail import split_columns
 
 TILES = [(4, 4), (6, 3), (6, 2), (12, 1)]
@@ -28,12 +28,14 @@ def _model(nodes, inputs, inits):
 
 
 def _compile(model, tile, threads):
-    saved = gemm_shapes.FORCE
-    gemm_shapes.FORCE = tile
+    """Compiled with ``tile`` forced on the packed schedule; the few-row schedule (gemv.py,
+    tested in test_small_models.py) is off so products of up to 32 rows reach the tiles."""
+    saved = gemm_shapes.FORCE, gemv.ENABLED
+    gemm_shapes.FORCE, gemv.ENABLED = tile, False
     try:
         return onnxc.compile(model, num_threads=threads)
     finally:
-        gemm_shapes.FORCE = saved
+        gemm_shapes.FORCE, gemv.ENABLED = saved
 
 
 def _close(got, want, rtol=1e-4):

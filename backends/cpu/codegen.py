@@ -35,6 +35,8 @@ from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
 from .gemm_bf16 import bf16_outer_extent, emit_gemm_bf16, use_bf16
 from .phase_split import phases, specialize
+from .inplace import emit_versioned
+from .gemv import emit_gemv, gemv_outer_extent, match_row_vector, use_gemv
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
 from .window import emit_window, match_window, window_outer_extent
@@ -44,6 +46,12 @@ from .team import enabled as team_enabled
 
 ROW_TILE = 256
 PARALLEL_MIN_WORK = 1 << 20
+# A run opens a thread team only when its parallel stages hold this much work (multiply-adds)
+# in all and per stage of the run on average: below it (an MLP at batch 1; an LSTM, a hundred
+# tiny steps) the team's start, per-stage hand-offs and end barrier cost more than a second
+# core saves, and on a loaded machine a descheduled thread stalls the run for a time slice.
+TEAM_MIN_WORK = 1 << 22
+TEAM_MIN_STAGE_WORK = 1 << 17
 REASSOC = ("reassoc", "contract")
 
 
@@ -69,6 +77,7 @@ class ModuleBuilder:
         self._names: set[str] = set()
         # kernel symbol -> [(stage function, worth parallelising, outer extent)], for the team
         self.stage_table: dict[str, list[tuple[ir.Function, bool, int]]] = {}
+        self.parallel_work: dict[str, int] = {}  # kernel symbol -> work of its parallel stages
 
     # -- declarations ----------------------------------------------------------------------
     def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -104,7 +113,8 @@ class ModuleBuilder:
             except Exception as exc:  # a bug in onnxc: say which kernel
                 raise CompileError(f"code generation failed for kernel {kernel.name} stage "
                                    f"{st.out}: {type(exc).__name__}: {exc}") from exc
-            window = match_window(st, shapes, dtypes) if match_gemm(st, shapes) is None else None
+            window = None if gemm_schedule(st, shapes, self.vector_width, self.precision) \
+                else match_window(st, shapes, dtypes)
             if window is not None:
                 parallel = window_worth_parallel(st, window)
                 table.append((body, parallel, window_outer_extent(st)))
@@ -112,6 +122,8 @@ class ModuleBuilder:
                 parallel = _worth_parallel(st, shapes, self.vector_width, self.precision)
                 table.append((body, parallel, _outer_extent(st, shapes, self.vector_width,
                                                             self.precision)))
+            self.parallel_work[fn.name] = self.parallel_work.get(fn.name, 0) + \
+                (_stage_work(st) if parallel else 0)
             if self.use_openmp and parallel:
                 wrapper = self._omp_wrapper(body)
                 gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
@@ -145,8 +157,9 @@ class ModuleBuilder:
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         # A model with no stage worth parallelising (an MLP at batch 1, an LSTM's small steps)
         # runs on the calling thread: a team would only add its start and end to every run.
-        any_parallel = any(parallel for kfn, _ in calls
-                           for _, parallel, _ in self.stage_table.get(kfn.name, ()))
+        work = sum(self.parallel_work.get(kfn.name, 0) for kfn, _ in calls)
+        any_parallel = work >= max(TEAM_MIN_WORK, TEAM_MIN_STAGE_WORK *
+                                   stage_count(calls, self.stage_table))
         if not (self.use_openmp and team_enabled()) or not any_parallel:
             serial_calls(b, fn, calls, I32(1) if not (self.use_openmp and any_parallel)
                          else fn.args[4])
@@ -181,23 +194,44 @@ def _reduce_work(st: Stage) -> int:
     return work
 
 
+def gemm_schedule(st: Stage, shapes, vw: int, precision: str = "fp32"
+                  ) -> tuple[str, object] | None:
+    """Which GEMM schedule runs ``st`` ("bf16", "gemv", "packed" or "gemm") and its plan, or
+    None. StageEmitter.emit and the parallel split both follow this one choice; the window
+    schedule (window.py) is tried only when it is None."""
+    plan = match_gemm(st, shapes)
+    if precision == "bf16":  # batch-1 products too (gemm_bf16.py)
+        bplan = plan or match_gemm(st, shapes, min_rows=1)
+        if bplan is not None and use_bf16(st, bplan, shapes):
+            return "bf16", bplan
+    if plan is None:  # a one-row product, only for the few-row schedule
+        plan = match_row_vector(st, shapes)
+        return ("gemv", plan) if plan is not None and use_gemv(st, plan, shapes, vw) else None
+    if use_gemv(st, plan, shapes, vw):
+        return "gemv", plan
+    return ("packed" if use_packed(st, plan, shapes, vw) else "gemm"), plan
+
+
+def _stage_work(st: Stage) -> int:
+    return math.prod(st.shape) * _reduce_work(st)
+
+
 def _worth_parallel(st: Stage, shapes, vw: int, precision: str = "fp32") -> bool:
-    return (math.prod(st.shape) * _reduce_work(st) >= PARALLEL_MIN_WORK
+    return (_stage_work(st) >= PARALLEL_MIN_WORK
             and _outer_extent(st, shapes, vw, precision) > 1)
 
 
 def _outer_extent(st: Stage, shapes, vw: int, precision: str = "fp32") -> int:
     if not st.shape:
         return 1
-    plan = match_gemm(st, shapes)
-    if precision == "bf16":
-        bplan = plan or match_gemm(st, shapes, min_rows=1)
-        if bplan is not None and use_bf16(st, bplan, shapes):
-            return bf16_outer_extent(st, bplan)
-    if plan is not None:
-        if use_packed(st, plan, shapes, vw):
-            return packed_outer_extent(st, plan, vw)
-        return gemm_outer_extent(st, plan, vw)
+    chosen = gemm_schedule(st, shapes, vw, precision)
+    if chosen is not None:
+        kind, plan = chosen
+        extent = {"bf16": lambda: bf16_outer_extent(st, plan),
+                  "gemv": lambda: gemv_outer_extent(st, plan, vw),
+                  "packed": lambda: packed_outer_extent(st, plan, vw),
+                  "gemm": lambda: gemm_outer_extent(st, plan, vw)}[kind]
+        return extent()
     outer = math.prod(st.shape[:-1])
     if _row_reduce(st, shapes) is not None:
         outer *= -(-st.shape[-1] // ROW_TILE)
@@ -449,19 +483,18 @@ class StageEmitter:
     # -- the loop nest ---------------------------------------------------------------------
     def emit(self) -> ir.Function:
         st, b = self.st, self.b
-        plan = match_gemm(st, self.shapes)
-        bf16 = False
-        if self.mb.precision == "bf16":  # batch-1 products too (gemm_bf16.py)
-            bplan = plan or match_gemm(st, self.shapes, min_rows=1)
-            if bplan is not None and use_bf16(st, bplan, self.shapes):
-                plan, bf16 = bplan, True
-        if plan is not None:
-            if bf16:
-                emit_gemm_bf16(self, plan, self.mb.vector_width, self.mb.bf16_native)
-            elif use_packed(st, plan, self.shapes, self.mb.vector_width):
-                emit_gemm_packed(self, plan, self.mb.vector_width)
+        chosen = gemm_schedule(st, self.shapes, self.mb.vector_width, self.mb.precision)
+        if chosen is not None:
+            kind, plan = chosen
+            vw = self.mb.vector_width
+            if kind == "bf16":
+                emit_gemm_bf16(self, plan, vw, self.mb.bf16_native)
+            elif kind == "gemv":
+                emit_gemv(self, plan, vw)
+            elif kind == "packed":
+                emit_gemm_packed(self, plan, vw)
             else:
-                emit_gemm(self, plan, self.mb.vector_width)
+                emit_gemm(self, plan, vw)
             b.ret_void()
             ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
             return self.fn
@@ -505,7 +538,7 @@ class StageEmitter:
                                [env2[v] for v in st.vars])
                 self.loop(I64(0), I64(inner), point, name="j")
 
-        self.loop(lo, hi, outer_body, name="q")
+        emit_versioned(self, lambda: self.loop(lo, hi, outer_body, name="q"))
         b.ret_void()
         ir.IRBuilder(self.entry).branch(self.fn.blocks[1])
         return self.fn

@@ -43,7 +43,9 @@ def vectorizable(st: Stage, red: Reduce, shapes: dict, out_dtype: DType) -> bool
         elif isinstance(e, Load):
             if e.pad is not None or e.dtype != DType.float32 or e.tensor not in shapes:
                 return False
-            if any(ix.loads() for ix in e.index):
+            # a gathered row (an LSTM step's input projection): the index is read once per
+            # vector, so it must not move along the columns
+            if any(ix.loads() and ix.coef(x) != 0 for ix in e.index):
                 return False
             if flat_coef(e, x, shapes[e.tensor]) not in (0, 1):
                 return False

@@ -99,3 +99,17 @@ def tanh_f32(b: ir.IRBuilder, mod, x: ir.Value) -> ir.Value:
     large = b.call(copysign, [large, x])
     y = b.select(b.fcmp_ordered("<", a, _c(0.625)), small, large)
     return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+
+def erf_f32(b: ir.IRBuilder, mod, x: ir.Value) -> ir.Value:
+    """erf as a rational function of x on [-4, 4] (Eigen's / XLA's float32 erf, a few ulp),
+    +-1 beyond: vectorizable, where libm's erff kept a GELU's epilogue scalar."""
+    xc = b.select(b.fcmp_ordered(">", x, _c(4.0)), _c(4.0), x)
+    xc = b.select(b.fcmp_ordered("<", xc, _c(-4.0)), _c(-4.0), xc)
+    z = b.fmul(xc, xc)
+    p = _poly(b, mod, z, [-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                          -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                          -1.60960333262415e-02])
+    q = _poly(b, mod, z, [-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                          -7.37332916720468e-03, -1.42647390514189e-02])
+    return b.fdiv(b.fmul(xc, p), q)

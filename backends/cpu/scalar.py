@@ -92,7 +92,7 @@ class ScalarOps:
             return b.fneg(args[0]) if e.dtype.is_float else b.neg(args[0])
         if e.dtype.is_float:
             t = value_type(e.dtype)
-            if isinstance(t, ir.FloatType) and name in ("exp", "log", "pow", "tanh"):
+            if isinstance(t, ir.FloatType) and name in ("exp", "log", "pow", "tanh", "erf"):
                 return self.fast_f32(name, args)
             if name in self.FLOAT_INTRINSICS:
                 f = self.fn(f"llvm.{self.FLOAT_INTRINSICS[name]}.{self.suffix(t)}", t, [t])
@@ -117,9 +117,11 @@ class ScalarOps:
 
     def fast_f32(self, name: str, args: list[ir.Value]) -> ir.Value:
         """Vectorizable float32 exp/log/pow (see fastmath.py)."""
-        from .fastmath import exp_f32, log_f32, tanh_f32
+        from .fastmath import erf_f32, exp_f32, log_f32, tanh_f32
 
         b, mb = self.b, self.se.mb
+        if name == "erf":
+            return erf_f32(b, mb, args[0])
         if name == "exp":
             return exp_f32(b, mb, args[0])
         if name == "log":
