@@ -31,6 +31,7 @@ from . import narrow
 from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
+from .loop_hints import disable_unroll
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
 from .team import enabled as team_enabled
@@ -251,7 +252,10 @@ class StageEmitter:
             self.ptrs[tensor] = eb.load(slot, typ=PTR, name=f"p{index}")
         return self.ptrs[tensor]
 
-    def loop(self, start: ir.Value, end: ir.Value, body, name: str = "i") -> None:
+    def loop(self, start: ir.Value, end: ir.Value, body, name: str = "i",
+             unroll: bool = True) -> None:
+        """``for i in [start, end): body(i)``; ``unroll=False`` for loops that run a few times
+        per tile (epilogues, packing): LLVM unrolling them costs compile time, gains nothing."""
         b = self.b
         counter = self.alloca(I64, name)
         b.store(start, counter)
@@ -265,7 +269,9 @@ class StageEmitter:
         b.position_at_end(blk)
         body(i)
         b.store(b.add(b.load(counter, typ=I64), I64(1), flags=["nsw"]), counter)
-        b.branch(cond)
+        latch = b.branch(cond)
+        if not unroll:
+            disable_unroll(self.mb.module, latch)
         b.position_at_end(done)
 
     # -- index and offset arithmetic -------------------------------------------------------

@@ -71,7 +71,7 @@ def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw
         for m in range(mr):
             def finish(jj, m=m):
                 write(m, jj, {**env, plan.p: b.add(p0, I64(m)), st.vars[-1]: b.add(j0, jj)})
-            se.loop(I64(0), count, finish, name="epi")
+            se.loop(I64(0), count, finish, name="epi", unroll=False)
         return
     # Merged rows: loop over the output rows the tile covers, then over the columns of each
     # that are inside the image (the pitch padding is dropped): no division per element, and
@@ -100,9 +100,9 @@ def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw
 
             if vector:
                 chunks = b.sdiv(b.add(b.sub(xe, xs), I64(vw - 1)), I64(vw))
-                se.loop(I64(0), chunks, col_vector, name="epiv")
+                se.loop(I64(0), chunks, col_vector, name="epiv", unroll=False)
             else:
-                se.loop(xs, xe, col, name="epi")
+                se.loop(xs, xe, col, name="epi", unroll=False)
         se.loop(y_lo, y_hi, row, name="epirow")
 
 
