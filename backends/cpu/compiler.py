@@ -15,6 +15,8 @@ import llvmlite.binding as llvm
 
 from onnxc.ir.errors import ArtifactError, CompileError
 
+from .objects import unpack_objects
+
 _lock = threading.Lock()
 
 
@@ -121,7 +123,8 @@ class LoadedObject:
         with _lock:
             tm = _target_machine(host)
             self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-            self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            for part in unpack_objects(obj):  # one per module of a split compile
+                self._engine.add_object_file(llvm.ObjectFileRef.from_data(part))
             self._engine.finalize_object()
             address = self._engine.get_function_address("onnxc_main")
         if not address:
