@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from onnxc.ir.kernel import Const, IndexValue, Load, Op, Reduce, Var
 
 from .codegen import ModuleBuilder, Slot
+from .llvm_hints import cold_entry_points
 from .compiler import LoadedObject, host_target, openmp_library
 from .object_cache import cached_object
 from .objects import pack_objects
@@ -55,6 +56,7 @@ def build_module(calls, *, use_openmp: bool,
         symbols.append(fn.name)
         main_calls.append((fn, [Slot(s.region, s.index) for s in call.slots]))
     mb.add_main(main_calls)
+    cold_entry_points(mb.module)
     return mb, symbols
 
 

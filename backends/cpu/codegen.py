@@ -31,7 +31,7 @@ from . import narrow
 from .scalar import ScalarOps
 from .gemm import emit_gemm, gemm_outer_extent, match_gemm
 from .gemm_packed import emit_gemm_packed, packed_outer_extent, use_packed
-from .loop_hints import disable_unroll
+from .llvm_hints import disable_unroll
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
 from .team import enabled as team_enabled
