@@ -24,6 +24,12 @@ def instruction_count(fn: ir.Function) -> int:
     return sum(len(block.instructions) for block in fn.blocks)
 
 
+def _weight(fn: ir.Function) -> int:
+    """Instructions, as a guess at compile time: unoptimized ones (optnone) cost far less."""
+    n = instruction_count(fn)
+    return n // 10 if "optnone" in fn.attributes else n
+
+
 def split_module(module: ir.Module, groups: list[list[ir.Function]], parts: int) -> list[str]:
     """The module's text as ``parts`` or fewer modules; ``groups`` lists the functions that
     must stay in one part (a kernel and its stages; onnxc_main and onnxc_team). Defined
@@ -35,7 +41,7 @@ def split_module(module: ir.Module, groups: list[list[ir.Function]], parts: int)
     if any(id(fn) not in grouped and fn.linkage != "internal" for fn in defined):
         parts = 1  # a visible symbol in no group: copies would clash, keep one module
     all_groups = [g for g in groups if g]
-    sizes = [sum(instruction_count(fn) for fn in g) for g in all_groups]
+    sizes = [sum(_weight(fn) for fn in g) for g in all_groups]
     parts = max(1, min(parts, len(all_groups), sum(sizes) // MIN_PART_INSTRUCTIONS))
     if parts == 1:
         return [str(module)]
