@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from onnxc.ir.kernel import Const, IndexValue, Load, Op, Reduce, Var
 
 from .codegen import ModuleBuilder, Slot
-from .compiler import LoadedObject, compile_module, host_target, openmp_library
+from .llvm_hints import cold_entry_points
+from .compiler import LoadedObject, host_target, openmp_library
 from .gemm_bf16 import PRECISIONS, native_supported
 from .object_cache import cached_object
+from .objects import pack_objects
+from .parallel import compile_jobs, compile_modules
+from .split import kernel_groups, split_module
 
 log = logging.getLogger("onnxc.backends.cpu")
 
@@ -35,7 +39,15 @@ def vector_width(features: str) -> int:
 
 def generate_ir(calls, *, use_openmp: bool, features: str | None = None,
                 precision: str = "fp32") -> tuple[str, list[str]]:
-    """LLVM IR text for the kernel calls of a plan; identical kernels share one function.
+    """LLVM IR text for the kernel calls of a plan; identical kernels share one function."""
+    mb, symbols = build_module(calls, use_openmp=use_openmp, features=features,
+                               precision=precision)
+    return str(mb.module), symbols
+
+
+def build_module(calls, *, use_openmp: bool, features: str | None = None,
+                 precision: str = "fp32") -> tuple[ModuleBuilder, list[str]]:
+    """The LLVM module (in llvmlite's IR objects) for the kernel calls of a plan.
     ``precision="bf16"``: GEMM stages with bfloat16 operands (gemm_bf16.py), with the host's
     avx512_bf16 instructions where ``features`` has them, else emulated (same results)."""
     if precision not in PRECISIONS:
@@ -53,7 +65,8 @@ def generate_ir(calls, *, use_openmp: bool, features: str | None = None,
         symbols.append(fn.name)
         main_calls.append((fn, [Slot(s.region, s.index) for s in call.slots]))
     mb.add_main(main_calls)
-    return str(mb.module), symbols
+    cold_entry_points(mb.module)
+    return mb, symbols
 
 
 def _structural_key(kernel) -> str:
@@ -110,14 +123,17 @@ def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True,
                  precision: str = "fp32") -> CompiledCode:
     use_openmp = use_openmp and openmp_library() is not None
     start = time.perf_counter()
-    llvm_ir, symbols = generate_ir(calls, use_openmp=use_openmp, precision=precision)
+    mb, symbols = build_module(calls, use_openmp=use_openmp, precision=precision)
+    # Independent kernels go to separate modules that LLVM compiles in parallel (split.py).
+    texts = split_module(mb.module, kernel_groups(mb.stage_table, mb.module), compile_jobs())
+    llvm_ir = "\n".join(texts)
     mid = time.perf_counter()
     target, level = host_target(), 3 if opt_level >= 1 else 0
     obj, hit = cached_object(llvm_ir, target, level,
-                             lambda: compile_module(llvm_ir, target, opt_level=level))
-    log.info("cpu: %d kernels (%d distinct), LLVM IR %.2fs, machine code %.2fs%s", len(calls),
-             len(set(symbols)), mid - start, time.perf_counter() - mid,
-             " (object cache hit)" if hit else "")
+                             lambda: pack_objects(compile_modules(texts, target, level)))
+    log.info("cpu: %d kernels (%d distinct), LLVM IR %.2fs, machine code %.2fs (%d module%s)%s",
+             len(calls), len(set(symbols)), mid - start, time.perf_counter() - mid, len(texts),
+             "s" if len(texts) > 1 else "", " (object cache hit)" if hit else "")
     return CompiledCode(obj, target, use_openmp, llvm_ir, symbols)
 
 

@@ -37,6 +37,7 @@ from .gemm_bf16 import bf16_outer_extent, emit_gemm_bf16, use_bf16
 from .phase_split import phases, specialize
 from .inplace import emit_versioned
 from .gemv import emit_gemv, gemv_outer_extent, match_row_vector, use_gemv
+from .llvm_hints import disable_unroll
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
 from .team import add_team, serial_calls, stage_count
 from .window import emit_window, match_window, window_outer_extent
@@ -307,7 +308,10 @@ class StageEmitter:
             self.ptrs[tensor] = eb.load(slot, typ=PTR, name=f"p{index}")
         return self.ptrs[tensor]
 
-    def loop(self, start: ir.Value, end: ir.Value, body, name: str = "i") -> None:
+    def loop(self, start: ir.Value, end: ir.Value, body, name: str = "i",
+             unroll: bool = True) -> None:
+        """``for i in [start, end): body(i)``; ``unroll=False`` for loops that run a few times
+        per tile (epilogues, packing): LLVM unrolling them costs compile time, gains nothing."""
         b = self.b
         counter = self.alloca(I64, name)
         b.store(start, counter)
@@ -321,7 +325,9 @@ class StageEmitter:
         b.position_at_end(blk)
         body(i)
         b.store(b.add(b.load(counter, typ=I64), I64(1), flags=["nsw"]), counter)
-        b.branch(cond)
+        latch = b.branch(cond)
+        if not unroll:
+            disable_unroll(self.mb.module, latch)
         b.position_at_end(done)
 
     # -- index and offset arithmetic -------------------------------------------------------

@@ -61,8 +61,8 @@ def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw
             b.store(values[m][n], b.gep(tile, [I64(m * nr + n)], source_etype=vec))
     count = b.select(b.icmp_signed("<", remaining, I64(jtile)), remaining, I64(jtile))
 
-    def write(m, jj, e2):
-        slot = b.gep(tile, [b.add(I64(m * jtile), jj)], source_etype=f32)
+    def write(row0, jj, e2):  # row0: the tile offset of the row (an i64 value)
+        slot = b.gep(tile, [b.add(row0, jj)], source_etype=f32)
         se.reduce_values[id(plan.red)] = b.load(slot, typ=f32)
         se.store(se.expr(st.body, e2), st.out, [e2[v] for v in st.vars])
         del se.reduce_values[id(plan.red)]
@@ -70,8 +70,9 @@ def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw
     if not plan.merged:
         for m in range(mr):
             def finish(jj, m=m):
-                write(m, jj, {**env, plan.p: b.add(p0, I64(m)), st.vars[-1]: b.add(j0, jj)})
-            se.loop(I64(0), count, finish, name="epi")
+                write(I64(m * jtile), jj, {**env, plan.p: b.add(p0, I64(m)),
+                                           st.vars[-1]: b.add(j0, jj)})
+            se.loop(I64(0), count, finish, name="epi", unroll=False)
         return
     # Merged rows: loop over the output rows the tile covers, then over the columns of each
     # that are inside the image (the pitch padding is dropped): no division per element, and
@@ -80,30 +81,38 @@ def spill_and_finish(se, plan: GemmPlan, env: dict, p0, j0, mr: int, nr: int, vw
     ve = VectorEpilogue(se, plan.red, vw) if vector else None
     y_lo = b.udiv(j0, pitch)
     y_hi = b.add(b.udiv(b.sub(b.add(j0, count), I64(1)), pitch), I64(1))
-    for m in range(mr):
-        def row(y, m=m):
+
+    def tile_row(m):  # one row of the tile; a loop over them, not mr copies (compile time)
+        row0, pm = b.mul(m, I64(jtile)), b.add(p0, m)
+
+        def row(y):
             start = b.sub(b.mul(y, pitch), j0)  # tile offset of column 0 of row y
             xs = b.select(b.icmp_signed("<", start, I64(0)), b.neg(start), I64(0))
             xe = b.sub(count, start)
             xe = b.select(b.icmp_signed("<", xe, width), xe, width)
 
             def col(x):
-                write(m, b.add(start, x), {**env, plan.p: b.add(p0, I64(m)), st.vars[-2]: y,
-                                           st.vars[-1]: x})
+                write(row0, b.add(start, x), {**env, plan.p: pm, st.vars[-2]: y,
+                                              st.vars[-1]: x})
 
             def col_vector(c):
                 x = b.add(xs, b.mul(c, I64(vw)))
                 left = b.sub(xe, x)
-                slot = b.gep(tile, [b.add(I64(m * jtile), b.add(start, x))], source_etype=f32)
-                ve.store({**env, plan.p: b.add(p0, I64(m)), st.vars[-2]: y, st.vars[-1]: x},
+                slot = b.gep(tile, [b.add(row0, b.add(start, x))], source_etype=f32)
+                ve.store({**env, plan.p: pm, st.vars[-2]: y, st.vars[-1]: x},
                          ve.tile_vector(slot, ve.mask(left)), left)
 
             if vector:
                 chunks = b.sdiv(b.add(b.sub(xe, xs), I64(vw - 1)), I64(vw))
-                se.loop(I64(0), chunks, col_vector, name="epiv")
+                se.loop(I64(0), chunks, col_vector, name="epiv", unroll=False)
             else:
-                se.loop(xs, xe, col, name="epi")
+                se.loop(xs, xe, col, name="epi", unroll=False)
         se.loop(y_lo, y_hi, row, name="epirow")
+
+    if mr == 1:
+        tile_row(I64(0))
+    else:
+        se.loop(I64(0), I64(mr), tile_row, name="epim", unroll=False)
 
 
 def emit_gemm(se, plan: GemmPlan, vw: int) -> None:

@@ -201,7 +201,7 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
                     se.loop(I64(0), I64(extent),
                             lambda i: nest(level + 1, {**renv, var: i},
                                            b.add(kflat, b.mul(i, I64(after)))),
-                            name=f"pk{level}")
+                            name=f"pk{level}", unroll=False)
                     return
                 dst = b.add(base, b.mul(kflat, I64(jtile)))
                 for n in range(NR):
