@@ -13,9 +13,8 @@ latency (bf16 on CPUs with avx512_bf16), then the geometric means per thread cou
 ``--precision bf16`` adds onnxc compiled with ``precision="bf16"``: its latency, its ratio to
 onnxc float32 and to OpenVINO's default, and the max relative error of it and of OpenVINO's
 default against onnxruntime float32. Runs alternate between the engines so machine noise hits
-both alike: in blocks of BLOCK runs, the first of each block discarded, so one engine's
-spinning worker threads (onnxruntime's pool, libgomp's team) have gone quiet before the other
-engine's timed runs.
+both alike: in blocks of BLOCK timed runs, each block after a pause of SETTLE_S seconds (the
+other engine's spinning worker threads go quiet) and one untimed run.
 """
 from __future__ import annotations
 
@@ -36,6 +35,11 @@ from bench.models import GENERATED
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 BLOCK = 5
+# onnxruntime's intra-op workers spin for ~45 ms after each run (measured: 47 ms of CPU in the
+# second after one mlp_b64 run at 2 threads); on a 2-core machine that spinning thread takes a
+# core from the next engine's timed runs (onnxc at 2 threads ran at its 1-thread speed beside
+# it). Each block starts after this pause; onnxc's own threads sleep when idle.
+SETTLE_S = 0.1
 DEFAULT_MODELS = ["light_resnet50", "light_squeezenet", "light_inception_v1",
                   "light_densenet121", "mlp_b1", "mlp_b64", "transformer_encoder", "lstm",
                   "mobilenet_v1"]
@@ -146,7 +150,8 @@ def bench_model(name: str, threads: int, runs: int, peers: list[str]) -> dict:
     times: dict[str, list[float]] = {key: [] for key in engines}
     while len(times["onnxc"]) < runs:
         for key, run in engines.items():
-            run(feeds)  # settles the other engine's thread pool; not timed
+            time.sleep(SETTLE_S)  # the previous engine's spinning workers go quiet
+            run(feeds)  # warms this engine's threads and caches; not timed
             for _ in range(BLOCK):
                 t0 = time.perf_counter()
                 run(feeds)
