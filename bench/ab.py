@@ -16,13 +16,14 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
-
-import onnxc
 from onnxc.backends.cpu import epilogue, gemm_packed, team
 
-from .__main__ import DEFAULT_MODELS, _ort_runner, model_path
+import onnxc
+
+from .__main__ import DEFAULT_MODELS, SETTLE_S, _ort_runner, model_path
 
 BLOCK = 5
 
@@ -40,18 +41,18 @@ def packed(enabled: bool):
             m.ENABLED = value
 
 
-def compare(name: str, threads: int, runs: int) -> dict:
+def compare_switch(name: str, threads: int, runs: int,
+                   switch: Callable[[bool], contextlib.AbstractContextManager]) -> dict:
+    """Median ms of onnxc compiled with ``switch(False)`` ("before") and ``switch(True)``
+    ("after") and of onnxruntime, timed interleaved in blocks (each after a pause and an
+    untimed run, as in ``python -m bench``), and the larger max relative error of the two."""
     with tempfile.TemporaryDirectory() as tmp:
         path = model_path(name, tmp)
-        return _compare(path, name, threads, runs)
-
-
-def _compare(path: str, name: str, threads: int, runs: int) -> dict:
-    with packed(False):
-        before = onnxc.compile(path, num_threads=threads)
-    with packed(True):
-        after = onnxc.compile(path, num_threads=threads)
-    ort = _ort_runner(path, threads)
+        with switch(False):
+            before = onnxc.compile(path, num_threads=threads)
+        with switch(True):
+            after = onnxc.compile(path, num_threads=threads)
+        ort = _ort_runner(path, threads)
     rng = np.random.default_rng(0)
     feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32)
              for i in after.get_inputs()}
@@ -59,21 +60,25 @@ def _compare(path: str, name: str, threads: int, runs: int) -> dict:
                "ort": lambda: ort(feeds)}
     want = engines["ort"]()[0]
     scale = max(float(np.abs(want).max()), 1e-12)
-    err = {k: float(np.abs(engines[k]()[0] - want).max()) / scale for k in ("before", "after")}
+    err = max(float(np.abs(engines[k]()[0] - want).max()) / scale for k in ("before", "after"))
     times: dict[str, list[float]] = {k: [] for k in engines}
     while len(times["ort"]) < runs:
         for key, run in engines.items():
+            time.sleep(SETTLE_S)
             run()
             for _ in range(BLOCK):
                 t0 = time.perf_counter()
                 run()
                 times[key].append(time.perf_counter() - t0)
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    return {"model": name, "threads": threads, **ms, "err": max(err.values())}
+    return {"model": name, "threads": threads, **ms, "err": err}
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main_for(switch: Callable[[bool], contextlib.AbstractContextManager], doc: str,
+             argv=None) -> None:
+    """The command line of an A/B script: a table of ``compare_switch`` per model and thread
+    count."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--runs", type=int, default=20)
@@ -84,10 +89,14 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
         for threads in args.threads:
-            r = compare(name, threads, args.runs)
-            print(f"| {name} | {threads} | {r['before']:.1f} | {r['after']:.1f} | "
-                  f"{r['ort']:.1f} | {r['before'] / r['ort']:.2f} | {r['after'] / r['ort']:.2f} "
+            r = compare_switch(name, threads, args.runs, switch)
+            print(f"| {name} | {threads} | {r['before']:.2f} | {r['after']:.2f} | "
+                  f"{r['ort']:.2f} | {r['before'] / r['ort']:.2f} | {r['after'] / r['ort']:.2f} "
                   f"| {r['err']:.1e} |", flush=True)
+
+
+def main(argv=None) -> None:
+    main_for(packed, __doc__, argv)
 
 
 if __name__ == "__main__":
