@@ -18,22 +18,29 @@ from llvmlite.binding import ffi
 
 from onnxc.ir.errors import CompileError
 
-from .compiler import _target_machine, host_target
+from .compiler import _target_machine, compile_module, host_target
 
 
 def compile_jobs() -> int:
-    """Threads for compiling: ``$ONNXC_COMPILE_JOBS``, else the cores this process may use."""
+    """Threads for compiling: ``$ONNXC_COMPILE_JOBS``, else 1 (one module, llvmlite's locked
+    calls). Opt-in because a CI run aborted inside LLVM (MCJIT finalize of a light model's
+    objects) with the default of one thread per core; it did not reproduce in 3 local full
+    runs, so the unlocked concurrent path is suspected, not proven, and stays off until it is
+    understood."""
     value = os.environ.get("ONNXC_COMPILE_JOBS", "").strip()
-    if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise CompileError(f"ONNXC_COMPILE_JOBS={value!r} is not a number; set it to the "
-                               f"number of threads to compile with (1 = no threads)") from None
+    if not value:
+        return 1
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        jobs = int(value)
+    except ValueError:
+        raise CompileError(f"ONNXC_COMPILE_JOBS={value!r} is not a number; set it to the "
+                           f"number of threads to compile with (1 = no threads)") from None
+    if jobs == 0:  # one per core the process may use
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+    return max(1, jobs)
 
 
 def _raw(name: str):
@@ -92,7 +99,7 @@ def compile_modules(texts: list[str], target: dict[str, str] | None = None,
                     opt_level: int = 3) -> list[bytes]:
     """Object code of each module, compiled concurrently."""
     target = target or host_target()
-    if len(texts) == 1:
-        return [compile_one(texts[0], target, opt_level)]
+    if len(texts) == 1:  # llvmlite's own locked calls: safe beside other threads' compiles
+        return [compile_module(texts[0], target, opt_level)]
     with ThreadPoolExecutor(max_workers=len(texts), thread_name_prefix="onnxc-llvm") as pool:
         return list(pool.map(lambda text: compile_one(text, target, opt_level), texts))
