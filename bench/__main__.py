@@ -25,7 +25,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -43,6 +43,14 @@ SETTLE_S = 0.1
 DEFAULT_MODELS = ["light_resnet50", "light_squeezenet", "light_inception_v1",
                   "light_densenet121", "mlp_b1", "mlp_b64", "transformer_encoder", "lstm",
                   "mobilenet_v1"]
+
+
+def random_feeds(session, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard-normal float32 inputs for every input of a session; a symbolic dimension
+    (a batch "N") is 1."""
+    rng = np.random.default_rng(seed)
+    return {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape])
+            .astype(np.float32) for i in session.get_inputs()}
 
 
 def _ort_runner(path: str, threads: int) -> Callable[[dict], list]:
@@ -140,9 +148,7 @@ def bench_model(name: str, threads: int, runs: int, peers: list[str]) -> dict:
             engines["onnxc_bf16"] = lambda feeds: bf16.run(None, feeds)
     engines = {"onnxc": lambda feeds: session.run(None, feeds), **engines}
 
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape])
-             .astype(np.float32) for i in session.get_inputs()}
+    feeds = random_feeds(session)
     outputs = {}
     for _ in range(2):  # warm up every engine
         for key, run in engines.items():

@@ -23,7 +23,7 @@ from onnxc.backends.cpu import epilogue, gemm_packed, team
 
 import onnxc
 
-from .__main__ import DEFAULT_MODELS, SETTLE_S, _ort_runner, model_path
+from .__main__ import DEFAULT_MODELS, SETTLE_S, _ort_runner, model_path, random_feeds
 
 BLOCK = 5
 
@@ -53,9 +53,7 @@ def compare_switch(name: str, threads: int, runs: int,
         with switch(True):
             after = onnxc.compile(path, num_threads=threads)
         ort = _ort_runner(path, threads)
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32)
-             for i in after.get_inputs()}
+    feeds = random_feeds(after)
     engines = {"before": lambda: before.run(None, feeds), "after": lambda: after.run(None, feeds),
                "ort": lambda: ort(feeds)}
     want = engines["ort"]()[0]

@@ -12,11 +12,9 @@ import argparse
 import collections
 import tempfile
 
-import numpy as np
-
 import onnxc
 
-from .__main__ import model_path
+from .__main__ import model_path, random_feeds
 
 
 def main() -> None:
@@ -30,9 +28,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         session = onnxc.compile(model_path(args.model, tmp), num_threads=args.threads,
                                 precision=args.precision)
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32)
-             for i in session.get_inputs()}
+    feeds = random_feeds(session)
     for _ in range(3):
         session.run(None, feeds)
     seconds: collections.Counter = collections.Counter()

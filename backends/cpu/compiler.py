@@ -13,7 +13,6 @@ import os
 import threading
 
 import llvmlite.binding as llvm
-
 from onnxc.ir.errors import ArtifactError, CompileError
 
 from .objects import unpack_objects
@@ -21,7 +20,7 @@ from .objects import unpack_objects
 _lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
@@ -32,7 +31,7 @@ def _init() -> None:
     llvm.set_option("onnxc", "-disable-lsr")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def openmp_library() -> str | None:
     """Path of libgomp (GCC's OpenMP runtime), loaded into the process, or None if absent."""
     candidates = [ctypes.util.find_library("gomp"), "libgomp.so.1"]
@@ -69,17 +68,29 @@ def _passive_wait():
         os.environ.pop("OMP_WAIT_POLICY", None)
 
 
+# The large code model: every address in the object is a 64-bit absolute relocation.
+# MCJIT maps an object's .text and .rodata sections wherever mmap puts them; in a process
+# with big libraries and arrays mapped (PyTorch, a few large models) they can land more than
+# 2 GiB apart, out of reach of the small model's 32-bit PC-relative references. LLVM then
+# aborts in RuntimeDyld (`isInt<32>(RealOffset)`: llvmlite 0.50's LLVM has assertions on,
+# which is how CI found it), or, built without assertions, patches in a wrong address. This is
+# also LLVM's own default for JIT code on x86-64. "static": RuntimeDyld relocates the object
+# anyway, and absolute relocations avoid the GOT indirections of position-independent code.
+CODE_MODEL = "large"
+RELOCATION_MODEL = "static"
+
+
 def host_target() -> dict[str, str]:
     _init()
     return {"triple": llvm.get_process_triple(), "cpu": llvm.get_host_cpu_name(),
-            "features": llvm.get_host_cpu_features().flatten()}
+            "features": llvm.get_host_cpu_features().flatten(), "code_model": CODE_MODEL}
 
 
 def _target_machine(target: dict[str, str]):
     _init()
     tgt = llvm.Target.from_triple(target["triple"])
     return tgt.create_target_machine(cpu=target["cpu"], features=target["features"], opt=3,
-                                     reloc="pic", codemodel="default")
+                                     reloc=RELOCATION_MODEL, codemodel=CODE_MODEL)
 
 
 def compile_module(llvm_ir: str, target: dict[str, str] | None = None,
@@ -134,6 +145,10 @@ class LoadedObject:
         if target["triple"] != host["triple"]:
             raise ArtifactError(f"artifact was compiled for {target['triple']}, this machine is "
                                 f"{host['triple']}; recompile the model here")
+        if target.get("code_model") != CODE_MODEL:
+            raise ArtifactError("artifact was compiled by an older onnxc with the small code "
+                                "model, which can crash the process when loaded; recompile "
+                                "the model with this onnxc")
         missing = _missing_features(target["features"], host["features"])
         if missing:
             raise ArtifactError(f"artifact uses CPU features this machine lacks "

@@ -2,10 +2,10 @@
 
 LLVM's optimizer and machine-code emitter are most of a cold compile (ResNet-50: ~6 s of ~7).
 The generated LLVM IR is a pure function of the model, the options and the onnxc version, so
-the object file is cached under a hash of (IR text, target triple, CPU, features, optimization
-level, LLVM version). Entries carry their own length and sha256 and are re-checked on every
-read: a truncated or tampered file is recompiled, never loaded (LLVM would crash the process
-on a malformed object). Writes are atomic (temporary file, then rename), so concurrent
+the object file is cached under a hash of (IR text, target triple, CPU, features, code model,
+optimization level, LLVM version). Entries carry their own length and sha256 and are re-checked
+on every read: a truncated or tampered file is recompiled, never loaded (LLVM would crash the
+process on a malformed object). Writes are atomic (temporary file, then rename), so concurrent
 compiles of the same model are safe.
 
 Location: ``$ONNXC_CACHE_DIR`` or ``~/.cache/onnxc``; ``ONNXC_CACHE=0`` turns it off.
@@ -16,8 +16,8 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import llvmlite
 
@@ -40,7 +40,7 @@ def cache_dir() -> Path | None:
 def cache_key(llvm_ir: str, target: dict[str, str], opt_level: int) -> str:
     h = hashlib.sha256()
     for part in (llvmlite.__version__, target["triple"], target["cpu"], target["features"],
-                 str(opt_level), llvm_ir):
+                 target.get("code_model", "small"), str(opt_level), llvm_ir):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
