@@ -22,14 +22,11 @@ from .compiler import _target_machine, compile_module, host_target
 
 
 def compile_jobs() -> int:
-    """Threads for compiling: ``$ONNXC_COMPILE_JOBS``, else 1 (one module, llvmlite's locked
-    calls). Opt-in because a CI run aborted inside LLVM (MCJIT finalize of a light model's
-    objects) with the default of one thread per core; it did not reproduce in 3 local full
-    runs, so the unlocked concurrent path is suspected, not proven, and stays off until it is
-    understood."""
+    """Threads for compiling: ``$ONNXC_COMPILE_JOBS``, else one per core the process may use
+    (``1`` = one module, llvmlite's locked calls)."""
     value = os.environ.get("ONNXC_COMPILE_JOBS", "").strip()
     if not value:
-        return 1
+        value = "0"
     try:
         jobs = int(value)
     except ValueError:
@@ -43,17 +40,15 @@ def compile_jobs() -> int:
     return max(1, jobs)
 
 
-UNLOCKED = False  # see _raw
+UNLOCKED = True  # see _raw
 
 
 def _raw(name: str):
     """The unlocked ctypes function behind llvmlite's wrapper, or None (the locked wrapper).
 
-    Off (None) since two fresh-clone CI runs of the merged main aborted inside LLVM (MCJIT
-    finalize) in a pytest worker that may have run the concurrent-compile tests before: calling
-    LLVM outside llvmlite's lock is suspected of corrupting shared state. Until that is
-    understood, the threads of a split compile take llvmlite's lock in turn (correct, no
-    speed-up)."""
+    (It was off for a while: a CI abort inside MCJIT finalize was first blamed on it. The cause
+    was the small code model's 32-bit relocations, see compiler.CODE_MODEL; the abort also
+    happened on a main without the concurrent compile.)"""
     if not UNLOCKED:
         return None
     return getattr(getattr(ffi.lib, name), "_cfn", None)
