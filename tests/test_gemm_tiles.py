@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
-import onnxc
 from onnxc.backends.cpu import gemm_shapes, gemv
 from onnxc.backends.cpu.gemm_tail import split_columns
+
+import onnxc
 
 TILES = [(4, 4), (6, 3), (6, 2), (12, 1)]
 
@@ -124,15 +124,3 @@ def test_conv_tiles(case, tile):
         s = _compile(model, tile, threads)
         _close(s.run(None, feeds)[0], want)
 
-
-def test_libgomp_loads_with_passive_wait_and_restores_the_environment(monkeypatch):
-    from onnxc.backends.cpu import compiler
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    with compiler._passive_wait():
-        import os
-        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert "OMP_WAIT_POLICY" not in os.environ
-    monkeypatch.setenv("GOMP_SPINCOUNT", "1000")  # the user's choice wins
-    with compiler._passive_wait():
-        assert "OMP_WAIT_POLICY" not in os.environ

@@ -5,7 +5,6 @@ exactly what a fresh compile runs.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -33,39 +32,25 @@ def _init() -> None:
 
 @functools.cache
 def openmp_library() -> str | None:
-    """Path of libgomp (GCC's OpenMP runtime), loaded into the process, or None if absent."""
+    """Path of libgomp (GCC's OpenMP runtime), loaded into the process, or None if absent.
+
+    Its default wait policy stays: an idle team thread spins a few milliseconds (GOMP_SPINCOUNT
+    300000) before it sleeps, as onnxruntime's pool does. Sleeping at once (PASSIVE, onnxc's
+    default until 2026-11-28) left the worker to be woken by the scheduler at every run, and on
+    these VMs it often arrived after the calling thread had done the run alone: MLP batch 64 at
+    2 threads 2.5-2.9 ms against 1.4 ms spinning (bench, idle machine; onnxruntime 1.5). On a
+    host shared with other busy processes, OMP_WAIT_POLICY=PASSIVE is the better choice."""
     candidates = [ctypes.util.find_library("gomp"), "libgomp.so.1"]
     for name in candidates:
         if not name:
             continue
         try:
-            with _passive_wait():
-                ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
             llvm.load_library_permanently(name) if os.path.isabs(name) else None
             return name
         except OSError:
             continue
     return None
-
-
-@contextlib.contextmanager
-def _passive_wait():
-    """Load libgomp with idle threads that sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE,
-    read once by libgomp when it loads; the process's environment is restored after).
-
-    One run is one parallel region (team.py), so the policy only decides what the team does
-    between runs: libgomp's default spins up to 300000 times there, which on a machine with
-    more runnable threads than cores takes the core from the thread with work (MobileNet at 2
-    threads on a loaded 2-core host: 125 ms spinning, 54 ms sleeping, onnxruntime 60-80 ms).
-    A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone."""
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        yield
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        yield
-    finally:
-        os.environ.pop("OMP_WAIT_POLICY", None)
 
 
 # The large code model: every address in the object is a 64-bit absolute relocation.
