@@ -76,6 +76,8 @@ def compile_graph(graph: Graph, options: CompileOptions) -> Executable:
     start = time.perf_counter()
     if options.precision == "bf16":
         _prepare_bf16_weights(plan)
+    elif options.target == "cpu":
+        _prepare_packed_weights(plan)
     code = compile_plan(plan.calls, opt_level=options.opt_level, use_openmp=options.use_openmp,
                         precision=options.precision)
     options.timings["codegen"] = time.perf_counter() - start
@@ -113,6 +115,32 @@ def _prepare_bf16_weights(plan) -> None:
             prepared.setdefault(out, {})[operand] = name
         if prepared:
             call.kernel.bf16_prepacked = prepared
+
+
+def _prepare_packed_weights(plan) -> None:
+    """float32: constant ``b`` operands of packed GEMM stages laid out as the micro-kernel's
+    panels once (backends/cpu/packed_weights.py), as extra constants of the kernels."""
+    from onnxc.backends.cpu import host_target, vector_width
+    from onnxc.backends.cpu.packed_weights import prepare
+    from onnxc.ir.dtypes import DType
+    from onnxc.ir.kernel import Param
+    from onnxc.runtime.plan import Slot
+
+    vw = vector_width(host_target()["features"])
+    for call in plan.calls:
+        consts = {p.name: plan.constants[s.index] for p, s in zip(call.kernel.params, call.slots)
+                  if s.region == "const"}
+        prepared: dict[str, tuple[str, int]] = {}
+        for out, array in (prepare(call.kernel, consts, vw) if consts else ()):
+            name = f"{out}.f32_panels"
+            call.kernel.params.append(Param(name, (array.size,), DType.float32, "in"))
+            call.slots.append(Slot("const", len(plan.constants)))
+            if call.tensors:
+                call.tensors.append("")
+            plan.constants.append(array)
+            prepared[out] = (name, vw)
+        if prepared:
+            call.kernel.f32_prepacked = prepared
 
 
 def _check_memory(plan, graph: Graph, options: CompileOptions) -> None:

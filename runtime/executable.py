@@ -63,7 +63,7 @@ class Executable:
             from onnxc.backends.cpu import load_code
 
             self._loaded = load_code(self.object_code, self.target, self.needs_openmp)
-            self.constants = [_contiguous(c) for c in self.constants]
+            self.constants = [_aligned(_contiguous(c)) for c in self.constants]
             ptrs = (ctypes.c_void_p * max(len(self.constants), 1))()
             for k, c in enumerate(self.constants):
                 ptrs[k] = c.ctypes.data
@@ -189,3 +189,15 @@ def _contiguous(array):
 
     array = numpy.asarray(array)
     return array if array.flags.c_contiguous else numpy.array(array, order="C")
+
+
+def _aligned(array: np.ndarray, alignment: int = 64) -> np.ndarray:
+    """``array`` at a 64-byte aligned address (a copy if it is not): kernels read weights with
+    aligned vector loads (the packed GEMM's prepared panels, packed_weights.py)."""
+    if array.dtype.kind not in "biufcV" or array.ctypes.data % alignment == 0:
+        return array
+    buffer = np.empty(array.nbytes + alignment, dtype=np.uint8)
+    start = (-buffer.ctypes.data) % alignment
+    out = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out

@@ -113,6 +113,10 @@ def _structural_key(kernel) -> str:
     prepared = getattr(kernel, "bf16_prepacked", {})
     parts += [f"bf16:{k}:{''.join(sorted(prepared[st.out]))}"
               for k, st in enumerate(kernel.stages) if st.out in prepared]
+    # fp32: which stage reads its b operand as prepared panels, for which vector width
+    packed = getattr(kernel, "f32_prepacked", {})
+    parts += [f"f32:{k}:{packed[st.out][1]}" for k, st in enumerate(kernel.stages)
+              if st.out in packed]
     for st in kernel.stages:
         parts.append(f"{pos[st.out]}[{','.join(var(v) for v in st.vars)}]{list(st.shape)}="
                      f"{expr(st.body)}")

@@ -132,7 +132,10 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
         v = b.insert_element(ir.Constant(typ, None), value, I32(0))
         return b.shuffle_vector(v, v, splat_mask)
 
-    panel = b.call(alloc, [I64(64), I64(K * NC * 4)])
+    # A constant b comes laid out already (packed_weights.py): the panels of every block.
+    prepared = getattr(se.kernel, "f32_prepacked", {}).get(st.out)
+    bfixed = se.ptr(prepared[0]) if prepared is not None and prepared[1] == vw else None
+    panel = b.call(alloc, [I64(64), I64(K * NC * 4)]) if bfixed is None else None
     packed_key = se.alloca(I64, "packed_key")
     b.store(I64(-1), packed_key)
     tail = ColumnTail(se, plan, vw, K, J, r) if r else None
@@ -154,7 +157,8 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
         ntiles = b.udiv(b.add(ncols, I64(jtile - 1)), I64(jtile))
         last = b.icmp_signed("==", jb, I64(jblocks - 1))
         with b.if_then(b.icmp_signed("!=", b.load(packed_key, typ=I64), key)):
-            pack(env, jb0, ntiles)
+            if bfixed is None:
+                pack(env, jb0, ntiles)
             if tail is not None:
                 with b.if_then(last):
                     tail.pack(env)
@@ -228,7 +232,10 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
             for m in range(mr):
                 for n in range(NR):
                     b.store(zero, accs[m][n])
-            base = b.gep(panel, [b.mul(t, I64(K * jtile))], source_etype=f32)
+            if bfixed is None:
+                base = b.gep(panel, [b.mul(t, I64(K * jtile))], source_etype=f32)
+            else:  # tile j0 / jtile of all the prepared panels
+                base = b.gep(bfixed, [b.mul(j0, I64(K))], source_etype=f32)
 
             def step(k):
                 row = b.gep(base, [b.mul(k, I64(jtile))], source_etype=f32)
@@ -251,6 +258,7 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
         se.loop(I64(0), ntiles, per_tile, name="jt")
 
     se.loop(lo, hi, unit, name="q")
-    b.call(free, [panel])
+    if panel is not None:
+        b.call(free, [panel])
     if tail is not None:
         tail.free()

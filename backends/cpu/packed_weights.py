@@ -1,0 +1,54 @@
+"""float32 weights laid out for the packed GEMM once, at compile time.
+
+The packed GEMM (gemm_packed.py) copies each column block of its ``b`` operand into panels
+``[tile][K][NR * vw]`` before the micro-kernel reads them. When ``b`` is a model constant
+(MatMul's ``W[k, j]``, Gemm's ``B``), that copy gives the same bytes on every run: here it is
+made once, zero-padded past the last column, as an extra float32 constant of the kernel
+(``kernel.f32_prepacked``: stage output -> (parameter name, vector width)), and the run reads
+the panels in place. Only the micro-kernel's columns are laid out; the few leftover columns
+(gemm_tail.py) still read the original weights, which stay a constant.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from onnxc.ir.kernel import Kernel
+
+from .bf16_weights import _depends_only_on, _grid, _values
+from .codegen import gemm_schedule
+from .gemm_packed import main_columns, tile_shape
+
+ENABLED = True  # bench.ab_prepack switches it off: every run packs, as before
+
+
+def prepare(kernel: Kernel, constants: dict[str, np.ndarray], vw: int
+            ) -> list[tuple[str, np.ndarray]]:
+    """(stage output, float32 panels) for each packed-GEMM stage of ``kernel`` whose ``b`` is
+    one of ``constants`` (parameter name -> value), for vectors of ``vw`` floats."""
+    if not ENABLED:
+        return []
+    shapes = {p.name: p.shape for p in kernel.params}
+    found = []
+    for st in kernel.stages:
+        chosen = gemm_schedule(st, shapes, vw, "fp32")
+        if chosen is None or chosen[0] != "packed":
+            continue
+        plan = chosen[1]
+        if (plan.b.tensor not in constants or plan.merged
+                or not _depends_only_on(plan.b, {st.vars[-1]}, st, shapes, plan)):
+            continue
+        J = main_columns(st, plan, vw)
+        _, NR = tile_shape(st, plan, vw)
+        jtile = NR * vw
+        tiles = -(-J // jtile)
+        K, renv = _grid(plan)
+        env = {v: x[:, None] for v, x in renv.items()}
+        env[st.vars[-1]] = np.arange(J, dtype=np.int64)[None, :]
+        grid = np.zeros((K, tiles * jtile), np.float32)
+        grid[:, :J] = _values(plan.b, env, constants[plan.b.tensor])  # [K, J]
+        panels = grid.reshape(K, tiles, jtile).transpose(1, 0, 2)
+        found.append((st.out, np.ascontiguousarray(panels).reshape(-1)))
+    return found
+
+
+__all__ = ["prepare"]
