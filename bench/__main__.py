@@ -45,6 +45,9 @@ DEFAULT_MODELS = ["light_resnet50", "light_squeezenet", "light_inception_v1",
                   "mobilenet_v1"]
 
 
+WARMUP_RUNS = 12
+
+
 def random_feeds(session, seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal float32 inputs for every input of a session; a symbolic dimension
     (a batch "N") is 1."""
@@ -150,8 +153,16 @@ def bench_model(name: str, threads: int, runs: int, peers: list[str]) -> dict:
 
     feeds = random_feeds(session)
     outputs = {}
-    for _ in range(2):  # warm up every engine
-        for key, run in engines.items():
+    # Warm up every engine: caches, onnxruntime's first-run allocations, and onnxc's thread
+    # choice (its first 2 * ThreadChoice.WINDOW runs alternate between the team and one
+    # thread, runtime/fastrun.py), so the timed runs measure the steady state of each.
+    # Each engine warms up on its own, after the pause, onnxc last: interleaved run by run,
+    # onnxruntime's spinning workers (they also spin for a while after the session is
+    # created) would take a core from onnxc's team and teach its thread choice the wrong
+    # lesson.
+    for key, run in reversed(engines.items()):
+        time.sleep(SETTLE_S)
+        for _ in range(WARMUP_RUNS):
             outputs[key] = run(feeds)
     times: dict[str, list[float]] = {key: [] for key in engines}
     while len(times["onnxc"]) < runs:

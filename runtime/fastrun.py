@@ -95,7 +95,7 @@ class FastRun:
 
 class ThreadChoice:
     """Picks the thread count of each run, all of them or one, from the recent run times of
-    each: the one with the lower median of its last ``WINDOW`` runs, the other one every
+    each: the one with the lower lower-quartile of its last ``WINDOW`` runs, the other one every
     ``PROBE``-th run so a change in the machine's load is noticed."""
 
     WINDOW = 5
@@ -118,5 +118,8 @@ class ThreadChoice:
         window.append(seconds)
         if len(window) > self.WINDOW:
             del window[0]
-        a, b = (sorted(w)[len(w) // 2] if w else float("inf") for w in self.samples)
+        # The lower quartile, not the median: a run now and then that waits for a thread to
+        # wake (after an idle gap) must not flip the choice; a team that is slow on most runs
+        # (a loaded machine) still loses.
+        a, b = (sorted(w)[len(w) // 4] if w else float("inf") for w in self.samples)
         self.best = 0 if a <= b else 1

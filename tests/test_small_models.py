@@ -206,8 +206,9 @@ def test_thread_choice_follows_the_faster_count():
         k = choice.pick()
         picks.append(k)
         choice.record(k, 1.0 if choice.options[k] == 2 else 0.5)  # one thread is faster
-    assert picks[:10].count(0) == 5  # both counts tried at first
-    assert picks[10:].count(1) > 150 and picks[10:].count(0) >= 10  # and the other probed
+    first = 2 * ThreadChoice.WINDOW
+    assert picks[:first].count(0) == ThreadChoice.WINDOW  # both counts tried at first
+    assert picks[first:].count(1) > 150 and picks[first:].count(0) >= 10  # the other probed
     for _ in range(100):  # the load goes away: the team wins again
         k = choice.pick()
         choice.record(k, 0.2 if choice.options[k] == 2 else 0.5)
