@@ -23,7 +23,8 @@ from onnxc.backends.cpu import epilogue, gemm_packed, team
 
 import onnxc
 
-from .__main__ import DEFAULT_MODELS, SETTLE_S, _ort_runner, model_path, random_feeds
+from .__main__ import (DEFAULT_MODELS, SETTLE_S, WARMUP_RUNS, _ort_runner, model_path,
+                       random_feeds)
 
 BLOCK = 5
 
@@ -59,6 +60,10 @@ def compare_switch(name: str, threads: int, runs: int,
     want = engines["ort"]()[0]
     scale = max(float(np.abs(want).max()), 1e-12)
     err = max(float(np.abs(engines[k]()[0] - want).max()) / scale for k in ("before", "after"))
+    for run in reversed(engines.values()):  # each alone, onnxc last, as python -m bench does
+        time.sleep(SETTLE_S)
+        for _ in range(WARMUP_RUNS):
+            run()
     times: dict[str, list[float]] = {k: [] for k in engines}
     while len(times["ort"]) < runs:
         for key, run in engines.items():
