@@ -97,21 +97,12 @@ def _prepare_bf16_weights(plan) -> None:
     """precision="bf16": constant GEMM operands rounded and laid out for the micro-kernel
     once (backends/cpu/bf16_weights.py), as extra uint16 constants of the kernels."""
     from onnxc.backends.cpu.bf16_weights import prepare
-    from onnxc.ir.dtypes import DType
-    from onnxc.ir.kernel import Param
-    from onnxc.runtime.plan import Slot
 
     for call in plan.calls:
-        consts = {p.name: plan.constants[s.index] for p, s in zip(call.kernel.params, call.slots)
-                  if s.region == "const"}
+        consts = _call_constants(plan, call)
         prepared: dict[str, dict[str, str]] = {}
         for out, operand, array in (prepare(call.kernel, consts) if consts else ()):
-            name = f"{out}.bf16_{operand}"
-            call.kernel.params.append(Param(name, (array.size,), DType.uint16, "in"))
-            call.slots.append(Slot("const", len(plan.constants)))
-            if call.tensors:
-                call.tensors.append("")
-            plan.constants.append(array)
+            name = _add_constant(plan, call, f"{out}.bf16_{operand}", array)
             prepared.setdefault(out, {})[operand] = name
         if prepared:
             call.kernel.bf16_prepacked = prepared
@@ -122,25 +113,36 @@ def _prepare_packed_weights(plan) -> None:
     panels once (backends/cpu/packed_weights.py), as extra constants of the kernels."""
     from onnxc.backends.cpu import host_target, vector_width
     from onnxc.backends.cpu.packed_weights import prepare
+
+    vw = vector_width(host_target()["features"])
+    for call in plan.calls:
+        consts = _call_constants(plan, call)
+        prepared: dict[str, tuple[str, int]] = {}
+        for out, array in (prepare(call.kernel, consts, vw) if consts else ()):
+            prepared[out] = (_add_constant(plan, call, f"{out}.f32_panels", array), vw)
+        if prepared:
+            call.kernel.f32_prepacked = prepared
+
+
+def _call_constants(plan, call) -> dict[str, np.ndarray]:
+    """The model constants a kernel call reads: parameter name -> value."""
+    return {p.name: plan.constants[s.index] for p, s in zip(call.kernel.params, call.slots)
+            if s.region == "const"}
+
+
+def _add_constant(plan, call, name: str, array: np.ndarray) -> str:
+    """Append ``array`` to the plan's constants as a new input parameter ``name`` of the call's
+    kernel (a flat array of its dtype); returns ``name``."""
     from onnxc.ir.dtypes import DType
     from onnxc.ir.kernel import Param
     from onnxc.runtime.plan import Slot
 
-    vw = vector_width(host_target()["features"])
-    for call in plan.calls:
-        consts = {p.name: plan.constants[s.index] for p, s in zip(call.kernel.params, call.slots)
-                  if s.region == "const"}
-        prepared: dict[str, tuple[str, int]] = {}
-        for out, array in (prepare(call.kernel, consts, vw) if consts else ()):
-            name = f"{out}.f32_panels"
-            call.kernel.params.append(Param(name, (array.size,), DType.float32, "in"))
-            call.slots.append(Slot("const", len(plan.constants)))
-            if call.tensors:
-                call.tensors.append("")
-            plan.constants.append(array)
-            prepared[out] = (name, vw)
-        if prepared:
-            call.kernel.f32_prepacked = prepared
+    call.kernel.params.append(Param(name, (array.size,), DType(array.dtype.name), "in"))
+    call.slots.append(Slot("const", len(plan.constants)))
+    if call.tensors:
+        call.tensors.append("")
+    plan.constants.append(array)
+    return name
 
 
 def _check_memory(plan, graph: Graph, options: CompileOptions) -> None:
