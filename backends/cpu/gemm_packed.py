@@ -33,7 +33,12 @@ MR, NR = 6, 2  # the default tile: 6 rows by 2 vectors (choose_tile picks per sh
 PANEL_FLOATS = 96 * 1024  # K * NC per packed block: 384 KiB, under half of a 1 MiB L2
 MIN_ROWS = MR  # at least one full row tile
 MIN_K = 16
-MIN_WORK_UNITS = 8  # split rows too when there are fewer column blocks than this
+# Split rows too when there are fewer column blocks than this. 32, not 8: a 2-thread team
+# claims 8 chunks per stage, and with 8-12 units (ResNet-50's 1x1 convolutions at 14x14) one
+# thread got a unit more than the other. A/B in one process (bench.ab, 20 runs), 2 threads:
+# ResNet-50 1.48 -> 1.39 of onnxruntime, DenseNet-121 1.19 -> 1.16, SqueezeNet 1.32 -> 1.27,
+# MobileNet 1.18 -> 1.14; 1 thread within noise (row groups repack their column block).
+MIN_WORK_UNITS = 32
 
 
 def reduction_extent(plan: GemmPlan) -> int:
