@@ -15,14 +15,12 @@ constants as a uint16 parameter and records it in ``kernel.bf16_prepacked``.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from onnxc.ir.interp import _ix
 from onnxc.ir.kernel import Kernel
 
-from ..gemm_match import GemmPlan, match_gemm
+from ..gemm_match import match_gemm
+from .const_operands import constant_b, operand_values, reads_only, reduction_grid
 from .gemm_bf16 import L, _blocking, tile_shape, use_bf16
 
 
@@ -36,29 +34,6 @@ def round_bits(x: np.ndarray) -> np.ndarray:
     return out.astype(np.uint16)
 
 
-def _depends_only_on(load, allowed, st, shapes, plan) -> bool:
-    """``load``'s index uses no variable but ``allowed`` and the reduction's (and no loads)."""
-    names = set(allowed) | {v for v, _ in plan.red.axes}
-    return all(not ix.loads() and ix.vars() <= names for ix in load.index)
-
-
-def _grid(plan: GemmPlan):
-    """Reduction variable values over the flattened reduction (row-major), as 1-d arrays."""
-    K = math.prod(n for _, n in plan.red.axes)
-    flat = np.arange(K, dtype=np.int64)
-    env, rest = {}, flat
-    for var, extent in reversed(plan.red.axes):
-        env[var] = rest % extent
-        rest = rest // extent
-    return K, env
-
-
-def _values(load, env, const: np.ndarray) -> np.ndarray:
-    idx = np.broadcast_arrays(*[np.asarray(_ix(i, env, {}), dtype=np.int64)
-                                for i in load.index])
-    return const[tuple(idx)]
-
-
 def prepare(kernel: Kernel, constants: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
     """(stage output, "a" | "b", uint16 array) for each constant GEMM operand of ``kernel``
     that gemm_bf16 can read prepared. ``constants``: parameter name -> value."""
@@ -69,26 +44,23 @@ def prepare(kernel: Kernel, constants: dict[str, np.ndarray]) -> list[tuple[str,
         if plan is None or not use_bf16(st, plan, shapes):
             continue
         MR, NR = tile_shape(st, plan)
-        K, renv = _grid(plan)
+        K, renv = reduction_grid(plan)
         KP = -(-K // 2)
         KA = -(-KP // L) * L
-        if plan.a.tensor in constants and _depends_only_on(plan.a, {plan.p}, st, shapes, plan):
+        if plan.a.tensor in constants and reads_only(plan.a, {plan.p}, plan):
             P = st.shape[plan.p_index]
             env = {**renv, plan.p: np.arange(P, dtype=np.int64)[:, None]}
             env = {v: (x[None, :] if v is not plan.p else x) for v, x in env.items()}
-            vals = _values(plan.a, env, constants[plan.a.tensor])  # [P, K]
+            vals = operand_values(plan.a, env, constants[plan.a.tensor])  # [P, K]
             rows = np.zeros((-(-P // MR) * MR, 2 * KA), np.uint16)
             rows[:P, :K] = round_bits(vals)
             found.append((st.out, "a", rows.reshape(-1)))
-        if plan.b.tensor in constants and not plan.merged and _depends_only_on(
-                plan.b, {st.vars[-1]}, st, shapes, plan):
-            J = st.shape[-1]
+        J = st.shape[-1]
+        vals = constant_b(st, plan, constants, J)  # [K, J]
+        if vals is not None:
             jtile = NR * L
             NC, jblocks, _, _, _ = _blocking(st, plan)
             tiles = jblocks * (NC // jtile)  # every block's tiles, the last block padded
-            env = {v: x[:, None] for v, x in renv.items()}
-            env[st.vars[-1]] = np.arange(J, dtype=np.int64)[None, :]
-            vals = _values(plan.b, env, constants[plan.b.tensor])  # [K, J]
             grid = np.zeros((2 * KP, tiles * jtile), np.uint16)
             grid[:K, :J] = round_bits(vals)
             panels = grid.reshape(KP, 2, tiles, jtile).transpose(2, 0, 3, 1)

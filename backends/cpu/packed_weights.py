@@ -14,8 +14,8 @@ import numpy as np
 
 from onnxc.ir.kernel import Kernel
 
-from .bf16_weights import _depends_only_on, _grid, _values
 from .codegen import gemm_schedule
+from .const_operands import constant_b
 from .gemm_packed import main_columns, tile_shape
 
 ENABLED = True  # bench.ab_prepack switches it off: every run packs, as before
@@ -34,18 +34,16 @@ def prepare(kernel: Kernel, constants: dict[str, np.ndarray], vw: int
         if chosen is None or chosen[0] != "packed":
             continue
         plan = chosen[1]
-        if (plan.b.tensor not in constants or plan.merged
-                or not _depends_only_on(plan.b, {st.vars[-1]}, st, shapes, plan)):
-            continue
         J = main_columns(st, plan, vw)
+        vals = constant_b(st, plan, constants, J)  # [K, J]
+        if vals is None:
+            continue
         _, NR = tile_shape(st, plan, vw)
         jtile = NR * vw
         tiles = -(-J // jtile)
-        K, renv = _grid(plan)
-        env = {v: x[:, None] for v, x in renv.items()}
-        env[st.vars[-1]] = np.arange(J, dtype=np.int64)[None, :]
+        K = vals.shape[0]
         grid = np.zeros((K, tiles * jtile), np.float32)
-        grid[:, :J] = _values(plan.b, env, constants[plan.b.tensor])  # [K, J]
+        grid[:, :J] = vals
         panels = grid.reshape(K, tiles, jtile).transpose(1, 0, 2)
         found.append((st.out, np.ascontiguousarray(panels).reshape(-1)))
     return found
