@@ -104,6 +104,7 @@ class Executable:
         base = self._arena_base()
         in_ptrs = (ctypes.c_void_p * max(len(feeds), 1))(*[f.ctypes.data for f in feeds])
         out_ptrs = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
+        self._loaded.ensure_threads(num_threads)
         # ctypes releases the GIL for the whole native run.
         self._loaded.main(in_ptrs, out_ptrs, self._const_ptrs, base, num_threads)
 

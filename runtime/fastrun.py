@@ -37,6 +37,7 @@ class FastRun:
         self.choice = ThreadChoice(num_threads) if num_threads > 1 else None
         self.n_in, self.n_out = len(exe.inputs), len(exe.outputs)
         self.checks = bool(exe.index_checks)
+        exe._loaded.ensure_threads(num_threads)
         self.main = exe._loaded.main
         self.consts = exe._const_ptrs
         self._local = threading.local()

@@ -39,6 +39,7 @@ from .inplace import emit_versioned
 from .gemv import emit_gemv, gemv_outer_extent, match_row_vector, use_gemv
 from .llvm_hints import disable_unroll
 from .llvm_types import I1, I32, I64, PTR, VOID, storage_type, value_type
+from . import pool
 from .team import add_team, serial_calls, stage_count
 from .window import emit_window, match_window, window_outer_extent
 from .window import worth_parallel as window_worth_parallel
@@ -46,13 +47,14 @@ from .window_fuse import inline_window_copies
 from .team import enabled as team_enabled
 
 ROW_TILE = 256
-PARALLEL_MIN_WORK = 1 << 20
+PARALLEL_MIN_WORK = 1 << 17
 # A run opens a thread team only when its parallel stages hold this much work (multiply-adds)
-# in all and per stage of the run on average: below it (an MLP at batch 1; an LSTM, a hundred
-# tiny steps) the team's start, per-stage hand-offs and end barrier cost more than a second
-# core saves, and on a loaded machine a descheduled thread stalls the run for a time slice.
-TEAM_MIN_WORK = 1 << 22
-TEAM_MIN_STAGE_WORK = 1 << 17
+# in all and per stage of the run on average: below it the team's per-stage hand-offs cost
+# more than a second core saves. (Lower since 2026-11-28: the pool no longer waits for a
+# worker that has not started (pool.py) and a thread keeps its share of every stage (team.py),
+# so an MLP at batch 1 and an LSTM's steps gain from a team too.)
+TEAM_MIN_WORK = 1 << 20
+TEAM_MIN_STAGE_WORK = 1 << 15
 REASSOC = ("reassoc", "contract")
 
 
@@ -181,8 +183,8 @@ class ModuleBuilder:
                 ctx = b.alloca(PTR, size=I64(5), name="ctx")
                 for k, value in enumerate([*fn.args[:4], counters]):
                     b.store(value, b.gep(ctx, [I64(k)], source_etype=PTR))
-                gomp = self.declare("GOMP_parallel", VOID, [PTR, PTR, I32, I32])
-                b.call(gomp, [team, ctx, fn.args[4], I32(0)])
+                run = self.declare(pool.RUN_SYMBOL, VOID, [PTR, PTR, I32])
+                b.call(run, [team, ctx, fn.args[4]])
         b.ret_void()
         return fn
 

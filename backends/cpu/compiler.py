@@ -14,6 +14,7 @@ import threading
 import llvmlite.binding as llvm
 from onnxc.ir.errors import ArtifactError, CompileError
 
+from . import pool
 from .objects import unpack_objects
 
 _lock = threading.Lock()
@@ -142,6 +143,8 @@ class LoadedObject:
             raise ArtifactError("artifact needs the OpenMP runtime (libgomp), which is not "
                                 "installed; install gcc's libgomp1 or recompile with "
                                 "num_threads=1")
+        if pool.supported():
+            pool.runtime()  # onnxc_pool_run, which a team's onnxc_main calls
         with _lock:
             tm = _target_machine(host)
             self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
@@ -152,6 +155,10 @@ class LoadedObject:
         if not address:
             raise ArtifactError("object code has no onnxc_main entry point")
         self.main = MainFn(address)
+
+    def ensure_threads(self, num_threads: int) -> None:
+        """Start the pool's workers a team of ``num_threads`` needs (once per process)."""
+        pool.ensure_workers(num_threads)
 
     def kernel(self, symbol: str):
         """One kernel's entry ``void(ptr params, i32 nthreads)``, for profiling."""

@@ -92,16 +92,17 @@ def _called(fn: ir.Function, functions: dict[str, ir.Function]) -> set[str]:
 
 
 def kernel_groups(stage_table: dict, module: ir.Module) -> list[list[ir.Function]]:
-    """Each kernel with its stage functions and their OpenMP wrappers; then the entry points
+    """Each kernel with its stage functions and their wrappers; then the entry points
     (onnxc_main, onnxc_team)."""
     groups = collections.OrderedDict()
     for symbol, stages in stage_table.items():
         group = [module.globals[symbol]]
         for body, _, _ in stages:
             group.append(body)
-            wrapper = module.globals.get(body.name + ".omp")
-            if wrapper is not None:
-                group.append(wrapper)
+            for suffix in (".omp", ".whole"):  # its OpenMP and one-chunk team entries
+                wrapper = module.globals.get(body.name + suffix)
+                if wrapper is not None:
+                    group.append(wrapper)
         groups[symbol] = group
     entry = [module.globals[name] for name in ("onnxc_main", "onnxc_team")
              if name in module.globals]
