@@ -9,10 +9,10 @@ import threading
 
 import numpy as np
 import pytest
+from onnxc.backends.cpu import codegen, pool
 
 import onnxc
 from bench.models import lstm, mlp
-from onnxc.backends.cpu import codegen, pool
 
 pytestmark = pytest.mark.skipif(not pool.supported(), reason="the pool needs Linux futexes")
 

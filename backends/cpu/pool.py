@@ -119,7 +119,7 @@ def build_runtime(machine: str, spins: int) -> ir.Module:
     b.position_at_end(run)
     fields = [b.load(_addr(b, job, I32(k)), typ=ty)
               for k, ty in enumerate((PTR, PTR, I32))]
-    b.call(_Indirect(fields[0], team_fn), [fields[1], tid, fields[2]])
+    b.call(Indirect(fields[0], team_fn), [fields[1], tid, fields[2]])
     b.store_atomic(I32(IDLE), ticket, "release", 4)
     b.store(I64(0), count)
     b.branch(loop)
@@ -153,7 +153,7 @@ def build_runtime(machine: str, spins: int) -> ir.Module:
     helpers = b.select(b.icmp_signed("<", want, started), want, started)
     b.cbranch(b.icmp_signed(">", helpers, I32(0)), take, solo)
     b.position_at_end(solo)
-    b.call(_Indirect(job_fn, team_fn), [ctx, I32(0), nthreads])
+    b.call(Indirect(job_fn, team_fn), [ctx, I32(0), nthreads])
     b.ret_void()
     b.position_at_end(take)
     held = b.extract_value(b.cmpxchg(word0(b, busy), I32(0), I32(1), "acquire", "monotonic"), 1)
@@ -168,7 +168,7 @@ def build_runtime(machine: str, spins: int) -> ir.Module:
         asleep = b.load_atomic(slot_word(b, w, 1), "seq_cst", 4, typ=I32)
         with b.if_then(b.icmp_unsigned("!=", asleep, I32(0))):
             b.call(syscall, [nr, slot_word(b, w, 0), I64(_FUTEX_WAKE_PRIVATE), I64(1)])
-    b.call(_Indirect(job_fn, team_fn), [ctx, I32(0), nthreads])
+    b.call(Indirect(job_fn, team_fn), [ctx, I32(0), nthreads])
     waited = b.alloca(I64)
     with _for(b, fn, helpers) as w:
         ticket = slot_word(b, w, 0)
@@ -246,7 +246,7 @@ class _for:
         b.position_at_end(self.out)
 
 
-class _Indirect:
+class Indirect:
     """A function pointer as a callee (llvmlite reads the signature from the callee)."""
 
     def __init__(self, ptr: ir.Value, ftype: ir.FunctionType):

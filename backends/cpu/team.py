@@ -104,22 +104,11 @@ def _stage_runner(mb) -> ir.Function:
     body, params, claim, done, chunks, tid, team = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     spins = b.alloca(I64, name="spins")
-    callee = _Indirect(body, ir.FunctionType(VOID, [PTR, I32, I32]))
+    callee = pool.Indirect(body, ir.FunctionType(VOID, [PTR, I32, I32]))
     _claim_loop(fn, b, callee, params, claim, done, chunks, tid, team)
     _wait(fn, b, done, chunks, spins, mb.declare("sched_yield", I32, []))
     b.ret_void()
     return fn
-
-
-class _Indirect:
-    """A function pointer as a callee: llvmlite's ``call`` reads the signature from the callee,
-    which an opaque ``ptr`` does not carry."""
-
-    def __init__(self, ptr: ir.Value, ftype: ir.FunctionType):
-        self.ptr, self.type, self.function_type = ptr, ptr.type, ftype
-
-    def get_reference(self) -> str:
-        return self.ptr.get_reference()
 
 
 def fill_params(b, params, slots, tables: dict, arena) -> None:
