@@ -124,11 +124,12 @@ def test_runtime_module_is_valid_ir():
     import llvmlite.binding as llvm
 
     for machine in ("x86_64", "aarch64"):
-        llvm.parse_assembly(str(pool.build_runtime(machine, pool.SPINS))).verify()
+        llvm.parse_assembly(str(pool.build_runtime(machine))).verify()
 
 
-def test_passive_wait_policy_spins_zero(monkeypatch):
+def test_spin_count(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert pool.spin_count(2, 2) == pool.SPINS
+    assert pool.spin_count(3, 2) == pool.THROTTLED_SPINS  # more threads than processors
     monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
-    assert pool.spin_count() == 0
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    assert pool.spin_count() == pool.SPINS
+    assert pool.spin_count(2, 2) == 0

@@ -19,10 +19,11 @@ How it works (all of it LLVM IR built here, compiled once per process):
   ``fn(ctx, 0, nthreads)`` itself, then takes back every ticket still POSTED (compare-and-swap
   to IDLE: that worker never started) and waits only for workers that are RUNNING;
 * a worker claims a posted job by compare-and-swap POSTED -> RUNNING, runs
-  ``fn(ctx, tid, nthreads)`` and sets its ticket IDLE; between jobs it spins ``SPINS`` times
-  (libgomp's default spin count; 0 with ``OMP_WAIT_POLICY=PASSIVE``), then sleeps on a futex;
-* workers never share the caller's processor: when the caller posts from another processor
-  than last time, worker w is pinned to the w-th processor after the caller's
+  ``fn(ctx, tid, nthreads)`` and sets its ticket IDLE; between jobs it spins a while
+  (``spin_count``: libgomp's default, throttled as libgomp's when threads outnumber
+  processors, 0 with ``OMP_WAIT_POLICY=PASSIVE``), then sleeps on a futex;
+* workers keep off the caller's processor: when the caller posts from another processor than
+  last time, worker w is pinned to the w-th processor after the caller's
   (``_place_workers``, where the measurements are).
 
 ``fn`` must give the same result whichever threads show up: the team's stages count finished
@@ -47,6 +48,7 @@ from .llvm_types import I32, I64, PTR, VOID
 MAX_THREADS = 256
 IDLE, POSTED, RUNNING = 0, 1, 2
 SPINS = 300_000  # as libgomp's GOMP_SPINCOUNT default: a few ms
+THROTTLED_SPINS = 100  # as libgomp's, with more threads than processors
 YIELD_AFTER = 2000  # spins of the caller waiting for a running worker before it yields
 _SLOT_WORDS = 16  # i32 words per worker slot: one 64-byte cache line each
 _FUTEX = {"x86_64": 202, "aarch64": 98}  # SYS_futex
@@ -62,11 +64,17 @@ def supported() -> bool:
     return sys.platform.startswith("linux") and platform.machine() in _FUTEX
 
 
-def spin_count() -> int:
-    return 0 if os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE" else SPINS
+def spin_count(threads: int, processors: int) -> int:
+    """How long an idle worker spins before it sleeps: ``SPINS``; 0 with
+    ``OMP_WAIT_POLICY=PASSIVE``; ``THROTTLED_SPINS`` when the caller and its workers outnumber
+    the processors (a spinning worker would take time from the thread it waits for), as
+    libgomp throttles."""
+    if os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE":
+        return 0
+    return SPINS if threads <= processors else THROTTLED_SPINS
 
 
-def build_runtime(machine: str, spins: int) -> ir.Module:
+def build_runtime(machine: str) -> ir.Module:
     """The pool's LLVM module: globals, ``onnxc_pool_worker`` and ``onnxc_pool_run``."""
     m = ir.Module(name="onnxc_pool")
     slot_t = ir.ArrayType(I32, _SLOT_WORDS)
@@ -80,6 +88,7 @@ def build_runtime(machine: str, spins: int) -> ir.Module:
     cpus = _global(m, "onnxc_pool_cpus", ir.ArrayType(I32, MAX_CPUS))
     places = _global(m, "onnxc_pool_places", ir.ArrayType(I32, MAX_CPUS))
     caller_cpu = _global(m, "onnxc_pool_caller_cpu", slot_t)
+    spins = _global(m, "onnxc_pool_spins", ir.ArrayType(I64, 8))  # word 0: see spin_count
     team_fn = ir.FunctionType(VOID, [PTR, I32, I32])
     syscall = ir.Function(m, ir.FunctionType(I64, [I64], var_arg=True), "syscall")
     sched_yield = ir.Function(m, ir.FunctionType(I32, []), "sched_yield")
@@ -126,7 +135,8 @@ def build_runtime(machine: str, spins: int) -> ir.Module:
     b.position_at_end(idle)
     n = b.add(b.load(count, typ=I64), I64(1))
     b.store(n, count)
-    b.cbranch(b.icmp_unsigned("<", n, I64(spins)), wait, sleep)
+    limit = b.load_atomic(_addr(b, spins, I32(0)), "monotonic", 8, typ=I64)
+    b.cbranch(b.icmp_unsigned("<", n, limit), wait, sleep)
     b.position_at_end(wait)
     relax(b)
     b.branch(loop)
@@ -195,8 +205,8 @@ def build_runtime(machine: str, spins: int) -> ir.Module:
 def _place_workers(b, fn, m, syscall, nr, sched_getcpu, caller_cpu, ncpus, cpus, places,
                    started, slot_word) -> None:
     """When the caller runs on another processor than at its last post, give worker w the
-    processor w places after the caller's (in the process's list): a worker never shares the
-    caller's processor. Unpinned, a woken worker was queued behind the busy caller on the
+    processor w places after the caller's (in the process's list): no worker shares the
+    caller's processor while there are processors enough (num_threads <= processors). Unpinned, a woken worker was queued behind the busy caller on the
     caller's processor (the scheduler wakes a thread near its waker) and joined a run only after
     a 4 ms tick, if at all; pinned to a fixed processor, the same happened whenever the caller
     was on that one."""
@@ -279,7 +289,7 @@ class _Pool:
 
     def __init__(self):
         from .compiler import _lock, _target_machine, host_target
-        module = build_runtime(platform.machine(), spin_count())
+        module = build_runtime(platform.machine())
         with _lock:
             target = host_target()
             tm = _target_machine(target)
@@ -316,6 +326,9 @@ class _Pool:
         for k, cpu in enumerate(allowed):
             cpus[k], places[cpu] = cpu, k
         ctypes.c_int32.from_address(address("onnxc_pool_ncpus")).value = len(allowed)
+        self._processors = max(1, len(allowed))
+        self._spins = ctypes.c_int64.from_address(address("onnxc_pool_spins"))
+        self._spins.value = spin_count(1, self._processors)
         self._caller_cpu.value = -1
 
     def start_workers(self, count: int) -> None:
@@ -323,6 +336,7 @@ class _Pool:
         if self._started.value >= count:
             return
         with self._threads_lock:
+            self._spins.value = spin_count(count + 1, self._processors)
             create = self._libc.pthread_create
             create.argtypes = [ctypes.POINTER(ctypes.c_ulong), ctypes.c_void_p,
                                ctypes.c_void_p, ctypes.c_void_p]
