@@ -38,6 +38,8 @@ class FastRun:
         self.n_in, self.n_out = len(exe.inputs), len(exe.outputs)
         self.checks = bool(exe.index_checks)
         exe._loaded.ensure_threads(num_threads)
+        self._forks = exe._loaded.forks  # changes in a forked child: start its workers
+        self._forks_seen = self._forks[0]
         self.main = exe._loaded.main
         self.consts = exe._const_ptrs
         self._local = threading.local()
@@ -87,6 +89,9 @@ class FastRun:
         if choice is None:
             self.main(ins, outs_p, self.consts, base, self.num_threads)
             return outs
+        if self._forks[0] != self._forks_seen:
+            self._forks_seen = self._forks[0]
+            self.exe._loaded.ensure_threads(self.num_threads)
         k = choice.pick()
         start = time.perf_counter()
         self.main(ins, outs_p, self.consts, base, choice.options[k])

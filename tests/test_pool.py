@@ -101,10 +101,11 @@ def test_concurrent_runs_share_the_pool(team_everywhere):
 
 
 def _child(session, feeds, queue):
-    queue.put(session.run(None, feeds)[0])
+    first = session.run(None, feeds)[0]
+    queue.put((first, pool.runtime()._started.value))
 
 
-def test_forked_child_runs_correctly(team_everywhere):
+def test_forked_child_starts_its_own_workers(team_everywhere):
     model, shapes = _models()["lstm"]
     session = onnxc.compile(model, num_threads=2)
     feeds = _feeds(shapes, 2)
@@ -113,10 +114,11 @@ def test_forked_child_runs_correctly(team_everywhere):
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(session, feeds, queue))
     proc.start()
-    got = queue.get(timeout=120)
+    got, workers = queue.get(timeout=120)
     proc.join(timeout=60)
     assert proc.exitcode == 0
     np.testing.assert_array_equal(got, want)
+    assert workers == 1, "the child's first team run starts its own worker"
 
 
 def test_runtime_module_is_valid_ir():

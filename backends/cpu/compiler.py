@@ -160,6 +160,9 @@ class LoadedObject:
         """Start the pool's workers a team of ``num_threads`` needs (once per process)."""
         pool.ensure_workers(num_threads)
 
+    # forks since the pool started (a one-element list): after a fork, ensure_threads again
+    forks = pool.FORKS
+
     def kernel(self, symbol: str):
         """One kernel's entry ``void(ptr params, i32 nthreads)``, for profiling."""
         address = self._engine.get_function_address(symbol)

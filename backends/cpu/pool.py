@@ -28,8 +28,8 @@ How it works (all of it LLVM IR built here, compiled once per process):
 
 ``fn`` must give the same result whichever threads show up: the team's stages count finished
 chunks, not arrived threads. A second thread that calls ``onnxc_pool_run`` while the pool is
-busy runs its job alone. A forked child has no workers: its runs are done by the caller alone
-until a new session (or a run off the fast path) starts them again.
+busy runs its job alone. A forked child starts its own workers at its first team run (a
+serving process forked after warming its sessions up keeps its threads).
 """
 from __future__ import annotations
 
@@ -352,7 +352,9 @@ class _Pool:
             self._caller_cpu.value = -1  # place the new workers at the next post
 
     def after_fork(self) -> None:
-        """In a forked child only the forking thread exists: no workers, pool free."""
+        """In a forked child only the forking thread exists: no workers, pool free. Runs
+        start new workers lazily (``FORKS`` tells them), as libgomp does after a fork."""
+        FORKS[0] += 1
         self._started.value = 0
         self._busy.value = 0
         self._caller_cpu.value = -1
@@ -362,6 +364,7 @@ class _Pool:
 
 _pool: _Pool | None = None
 _pool_lock = threading.Lock()
+FORKS = [0]  # forks since the pool started; a run that saw another count starts workers again
 
 
 def runtime() -> _Pool:
