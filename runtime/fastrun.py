@@ -101,25 +101,41 @@ class FastRun:
 
 class ThreadChoice:
     """Picks the thread count of each run, all of them or one, from the recent run times of
-    each: the one with the lower lower-quartile of its last ``WINDOW`` runs, the other one every
-    ``PROBE``-th run so a change in the machine's load is noticed."""
+    each: the one with the lower lower-quartile of its last ``WINDOW`` runs, the other one twice
+    every ``PROBE`` runs so a change in the machine's load is noticed. Only the second run of a
+    probe counts: the first wakes the team's sleeping workers (on these VMs 0.1-0.4 ms for an
+    MLP at batch 1 that runs in 0.08), and a one-run probe that always paid for it never won
+    the team back."""
 
     WINDOW = 5
     PROBE = 16
+    # The team keeps the choice unless it is this much slower: its samples are pessimistic
+    # after an idle spell (the worker's core is cold for a few runs: mlp_b1's team took 0.20,
+    # 0.11, then 0.075 ms per run after a 0.1 s pause, one thread 0.10-0.12), while a team
+    # slowed by a loaded host loses by far more (2x and up).
+    TEAM_BIAS = 1.25
 
     def __init__(self, num_threads: int):
         self.options = (num_threads, 1)
         self.samples: tuple[list[float], list[float]] = ([], [])
         self.runs = 0
         self.best = 0
+        self._waking = False
 
     def pick(self) -> int:
         self.runs += 1
+        self._waking = False
         if self.runs <= 2 * self.WINDOW:
             return self.runs % 2  # both, in turn, to start
-        return 1 - self.best if self.runs % self.PROBE == 0 else self.best
+        phase = self.runs % self.PROBE
+        if phase in (0, 1):
+            self._waking = phase == 0
+            return 1 - self.best
+        return self.best
 
     def record(self, k: int, seconds: float) -> None:
+        if self._waking:
+            return
         window = self.samples[k]
         window.append(seconds)
         if len(window) > self.WINDOW:
@@ -128,4 +144,4 @@ class ThreadChoice:
         # wake (after an idle gap) must not flip the choice; a team that is slow on most runs
         # (a loaded machine) still loses.
         a, b = (sorted(w)[len(w) // 4] if w else float("inf") for w in self.samples)
-        self.best = 0 if a <= b else 1
+        self.best = 0 if a <= self.TEAM_BIAS * b else 1

@@ -215,6 +215,25 @@ def test_thread_choice_follows_the_faster_count():
     assert choice.options[choice.pick()] == 2 or choice.options[choice.pick()] == 2
 
 
+def test_thread_choice_probe_skips_the_waking_run():
+    """A probe of the team after a loaded spell: its first run wakes the sleeping workers and
+    is slow, the second shows the team's speed; the team must win back."""
+    from onnxc.runtime.fastrun import ThreadChoice
+
+    choice = ThreadChoice(2)
+    for _ in range(60):  # loaded: the team is slower
+        k = choice.pick()
+        choice.record(k, 1.0 if choice.options[k] == 2 else 0.5)
+    assert choice.options[choice.best] == 1
+    previous = None
+    for _ in range(120):  # idle again, but each probe's first team run waits for a wake-up
+        k = choice.pick()
+        team = choice.options[k] == 2
+        choice.record(k, (5.0 if previous != k else 0.2) if team else 0.5)
+        previous = k
+    assert choice.options[choice.best] == 2
+
+
 def test_two_thread_session_same_results_every_run():
     """Runs alternate between the team and one thread; the results must not change."""
     rng = np.random.default_rng(4)
