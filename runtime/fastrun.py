@@ -102,10 +102,10 @@ class FastRun:
 class ThreadChoice:
     """Picks the thread count of each run, all of them or one, from the recent run times of
     each: the one with the lower lower-quartile of its last ``WINDOW`` runs, the other one twice
-    every ``PROBE`` runs so a change in the machine's load is noticed. Only the second run of a
-    probe counts: the first wakes the team's sleeping workers (on these VMs 0.1-0.4 ms for an
-    MLP at batch 1 that runs in 0.08), and a one-run probe that always paid for it never won
-    the team back."""
+    every ``PROBE`` runs (``PROBE_FAR`` when the team is far ahead) so a change in the
+    machine's load is noticed. Only the second run of a probe counts: the first wakes the
+    team's sleeping workers (on these VMs 0.1-0.4 ms for an MLP at batch 1 that runs in 0.08),
+    and a one-run probe that always paid for it never won the team back."""
 
     WINDOW = 5
     PROBE = 16
@@ -114,12 +114,19 @@ class ThreadChoice:
     # 0.11, then 0.075 ms per run after a 0.1 s pause, one thread 0.10-0.12), while a team
     # slowed by a loaded host loses by far more (2x and up).
     TEAM_BIAS = 1.25
+    # A team this much faster than one thread is probed only every PROBE_FAR runs: each probe
+    # is two 1-thread runs, which cost ResNet-50 at 2 threads 2 x 37 ms every 16 runs (6%).
+    # A loaded host shows in the team's own samples; probing often matters when one thread is
+    # the choice, to notice the load going away.
+    FAR = 1.5
+    PROBE_FAR = 128
 
     def __init__(self, num_threads: int):
         self.options = (num_threads, 1)
         self.samples: tuple[list[float], list[float]] = ([], [])
         self.runs = 0
         self.best = 0
+        self.team_far_ahead = False
         self._waking = False
 
     def pick(self) -> int:
@@ -127,7 +134,7 @@ class ThreadChoice:
         self._waking = False
         if self.runs <= 2 * self.WINDOW:
             return self.runs % 2  # both, in turn, to start
-        phase = self.runs % self.PROBE
+        phase = self.runs % (self.PROBE_FAR if self.team_far_ahead else self.PROBE)
         if phase in (0, 1):
             self._waking = phase == 0
             return 1 - self.best
@@ -145,3 +152,4 @@ class ThreadChoice:
         # (a loaded machine) still loses.
         a, b = (sorted(w)[len(w) // 4] if w else float("inf") for w in self.samples)
         self.best = 0 if a <= self.TEAM_BIAS * b else 1
+        self.team_far_ahead = self.best == 0 and b > self.FAR * a

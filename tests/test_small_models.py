@@ -215,6 +215,19 @@ def test_thread_choice_follows_the_faster_count():
     assert choice.options[choice.pick()] == 2 or choice.options[choice.pick()] == 2
 
 
+def test_thread_choice_probes_rarely_when_the_team_is_far_ahead():
+    from onnxc.runtime.fastrun import ThreadChoice
+
+    choice = ThreadChoice(2)
+    picks = []
+    for _ in range(266):
+        k = choice.pick()
+        picks.append(k)
+        choice.record(k, 0.4 if choice.options[k] == 2 else 1.0)  # the team 2.5x faster
+    probes = picks[2 * ThreadChoice.WINDOW:].count(1)
+    assert 2 <= probes <= 4  # two runs every PROBE_FAR, not every PROBE
+
+
 def test_thread_choice_probe_skips_the_waking_run():
     """A probe of the team after a loaded spell: its first run wakes the sleeping workers and
     is slow, the second shows the team's speed; the team must win back."""
