@@ -197,33 +197,34 @@ def test_vectorized_erf_vs_math_erf():
     assert np.isnan(s.run(None, {"x": np.array([np.nan], np.float32)})[0]).all()
 
 
+def _drive(choice, runs: int, seconds) -> list[int]:
+    """Run ``choice`` for ``runs`` picks, each timed ``seconds(team, previous pick)``; the
+    picks."""
+    picks = []
+    for _ in range(runs):
+        k = choice.pick()
+        choice.record(k, seconds(choice.options[k] > 1, picks[-1] if picks else None, k))
+        picks.append(k)
+    return picks
+
+
 def test_thread_choice_follows_the_faster_count():
     from onnxc.runtime.fastrun import ThreadChoice
 
     choice = ThreadChoice(2)
-    picks = []
-    for _ in range(200):
-        k = choice.pick()
-        picks.append(k)
-        choice.record(k, 1.0 if choice.options[k] == 2 else 0.5)  # one thread is faster
+    picks = _drive(choice, 200, lambda team, _, __: 1.0 if team else 0.5)  # one thread faster
     first = 2 * ThreadChoice.WINDOW
     assert picks[:first].count(0) == ThreadChoice.WINDOW  # both counts tried at first
     assert picks[first:].count(1) > 150 and picks[first:].count(0) >= 10  # the other probed
-    for _ in range(100):  # the load goes away: the team wins again
-        k = choice.pick()
-        choice.record(k, 0.2 if choice.options[k] == 2 else 0.5)
-    assert choice.options[choice.pick()] == 2 or choice.options[choice.pick()] == 2
+    _drive(choice, 100, lambda team, _, __: 0.2 if team else 0.5)  # the load goes away
+    assert choice.options[choice.best] == 2
 
 
 def test_thread_choice_probes_rarely_when_the_team_is_far_ahead():
     from onnxc.runtime.fastrun import ThreadChoice
 
     choice = ThreadChoice(2)
-    picks = []
-    for _ in range(266):
-        k = choice.pick()
-        picks.append(k)
-        choice.record(k, 0.4 if choice.options[k] == 2 else 1.0)  # the team 2.5x faster
+    picks = _drive(choice, 266, lambda team, _, __: 0.4 if team else 1.0)  # team 2.5x faster
     probes = picks[2 * ThreadChoice.WINDOW:].count(1)
     assert 2 <= probes <= 4  # two runs every PROBE_FAR, not every PROBE
 
@@ -234,16 +235,10 @@ def test_thread_choice_probe_skips_the_waking_run():
     from onnxc.runtime.fastrun import ThreadChoice
 
     choice = ThreadChoice(2)
-    for _ in range(60):  # loaded: the team is slower
-        k = choice.pick()
-        choice.record(k, 1.0 if choice.options[k] == 2 else 0.5)
+    _drive(choice, 60, lambda team, _, __: 1.0 if team else 0.5)  # loaded: the team is slower
     assert choice.options[choice.best] == 1
-    previous = None
-    for _ in range(120):  # idle again, but each probe's first team run waits for a wake-up
-        k = choice.pick()
-        team = choice.options[k] == 2
-        choice.record(k, (5.0 if previous != k else 0.2) if team else 0.5)
-        previous = k
+    # idle again, but each probe's first team run waits for a wake-up
+    _drive(choice, 120, lambda team, prev, k: (5.0 if prev != k else 0.2) if team else 0.5)
     assert choice.options[choice.best] == 2
 
 
