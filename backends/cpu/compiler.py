@@ -35,12 +35,10 @@ def _init() -> None:
 def openmp_library() -> str | None:
     """Path of libgomp (GCC's OpenMP runtime), loaded into the process, or None if absent.
 
-    Its default wait policy stays: an idle team thread spins a few milliseconds (GOMP_SPINCOUNT
-    300000) before it sleeps, as onnxruntime's pool does. Sleeping at once (PASSIVE, onnxc's
-    default until 2026-11-28) left the worker to be woken by the scheduler at every run, and on
-    these VMs it often arrived after the calling thread had done the run alone: MLP batch 64 at
-    2 threads 2.5-2.9 ms against 1.4 ms spinning (bench, idle machine; onnxruntime 1.5). On a
-    host shared with other busy processes, OMP_WAIT_POLICY=PASSIVE is the better choice."""
+    Since 2026-11-28 a run's thread team uses onnxc's own pool (pool.py); libgomp remains for
+    the fork-join per stage that kernels called one by one use (``Session.profile``, the
+    A/B switches that turn the team off), and its presence still gates threading at all.
+    Its default wait policy stays: an idle thread spins a few milliseconds before it sleeps."""
     candidates = [ctypes.util.find_library("gomp"), "libgomp.so.1"]
     for name in candidates:
         if not name:
