@@ -59,6 +59,23 @@ def test_team_equals_one_thread(team_everywhere, name, threads):
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-5, atol=1e-5)
 
 
+def test_team_without_libgomp(team_everywhere, monkeypatch):
+    """Without libgomp (a slim container image) a run still gets the pool's team; no kernel
+    calls libgomp and the artifact does not need it."""
+    import onnxc.backends.cpu as cpu
+
+    monkeypatch.setattr(cpu, "openmp_library", lambda: None)
+    model, shapes = _models()["mlp"]
+    session = onnxc.compile(model, num_threads=2)
+    feeds = _feeds(shapes, 3)
+    want = session.run(None, feeds)
+    exe = session._fast.exe
+    assert "onnxc_team" in exe.llvm_ir and "GOMP_parallel" not in exe.llvm_ir
+    assert not exe.needs_openmp
+    for _ in range(10):
+        np.testing.assert_array_equal(_raw_run(session, feeds, 2)[0], want[0])
+
+
 def test_workers_that_never_start(team_everywhere, monkeypatch):
     """No worker (the caller posts to nobody), and a team wider than the workers there are:
     the caller runs the unclaimed chunks itself."""

@@ -46,15 +46,19 @@ def generate_ir(calls, *, use_openmp: bool, features: str | None = None,
 
 
 def build_module(calls, *, use_openmp: bool, features: str | None = None,
-                 precision: str = "fp32") -> tuple[ModuleBuilder, list[str]]:
+                 precision: str = "fp32", threads: bool | None = None
+                 ) -> tuple[ModuleBuilder, list[str]]:
     """The LLVM module (in llvmlite's IR objects) for the kernel calls of a plan.
     ``precision="bf16"``: GEMM stages with bfloat16 operands (gemm_bf16.py), with the host's
-    avx512_bf16 instructions where ``features`` has them, else emulated (same results)."""
+    avx512_bf16 instructions where ``features`` has them, else emulated (same results).
+    ``use_openmp``: kernels may fork-join through libgomp; ``threads`` (default: the same):
+    a run may use a thread team (onnxc's pool, which needs no libgomp)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}")
     features = features or host_target()["features"]
     mb = ModuleBuilder(use_openmp, vector_width(features), precision,
-                       precision == "bf16" and native_supported(features))
+                       precision == "bf16" and native_supported(features),
+                       threads=use_openmp if threads is None else threads)
     functions = {}
     main_calls, symbols = [], []
     for call in calls:
@@ -125,9 +129,11 @@ def _structural_key(kernel) -> str:
 
 def compile_plan(calls, *, opt_level: int = 3, use_openmp: bool = True,
                  precision: str = "fp32") -> CompiledCode:
+    threads = use_openmp  # the team runs on onnxc's pool: without libgomp too
     use_openmp = use_openmp and openmp_library() is not None
     start = time.perf_counter()
-    mb, symbols = build_module(calls, use_openmp=use_openmp, precision=precision)
+    mb, symbols = build_module(calls, use_openmp=use_openmp, precision=precision,
+                               threads=threads)
     # Independent kernels go to separate modules that LLVM compiles in parallel (split.py).
     texts = split_module(mb.module, kernel_groups(mb.stage_table, mb.module), compile_jobs())
     llvm_ir = "\n".join(texts)

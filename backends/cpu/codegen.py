@@ -70,12 +70,13 @@ class ModuleBuilder:
     """Accumulates kernels and the main entry point into one LLVM module."""
 
     def __init__(self, use_openmp: bool, vector_width: int = 8, precision: str = "fp32",
-                 bf16_native: bool = False):
+                 bf16_native: bool = False, threads: bool | None = None):
         self.module = ir.Module(name="onnxc")
         # "bf16": GEMM stages multiply bfloat16 operands (gemm_bf16.py), natively with
         # avx512_bf16 (bf16_native) or emulated with the same results
         self.precision, self.bf16_native = precision, bf16_native
-        self.use_openmp = use_openmp
+        self.use_openmp = use_openmp  # kernels may fork-join per stage through libgomp
+        self.threads = use_openmp if threads is None else threads  # runs may use the pool
         self.vector_width = vector_width  # float32 lanes of the widest vector unit
         self._names: set[str] = set()
         # kernel symbol -> [(stage function, worth parallelising, outer extent)], for the team
@@ -166,7 +167,7 @@ class ModuleBuilder:
         work = sum(self.parallel_work.get(kfn.name, 0) for kfn, _ in calls)
         any_parallel = work >= max(TEAM_MIN_WORK, TEAM_MIN_STAGE_WORK *
                                    stage_count(calls, self.stage_table))
-        if not (self.use_openmp and team_enabled()) or not any_parallel:
+        if not (self.threads and team_enabled()) or not any_parallel:
             serial_calls(b, fn, calls, I32(1) if not (self.use_openmp and any_parallel)
                          else fn.args[4])
             b.ret_void()

@@ -37,8 +37,8 @@ def openmp_library() -> str | None:
 
     Since 2026-11-28 a run's thread team uses onnxc's own pool (pool.py); libgomp remains for
     the fork-join per stage that kernels called one by one use (``Session.profile``, the
-    A/B switches that turn the team off), and its presence still gates threading at all.
-    Its default wait policy stays: an idle thread spins a few milliseconds before it sleeps."""
+    A/B switches that turn the team off); without it those run on one thread and the team
+    still works. Its default wait policy stays: an idle thread spins a few ms, then sleeps."""
     candidates = [ctypes.util.find_library("gomp"), "libgomp.so.1"]
     for name in candidates:
         if not name:
