@@ -302,6 +302,14 @@ class StageEmitter:
         self._memo: dict[tuple[int, int], tuple[ir.Value, dict, Expr]] = {}
 
     # -- helpers ---------------------------------------------------------------------------
+    def share(self, total: int) -> tuple[ir.Value, ir.Value]:
+        """[lo, hi): this call's share of ``total`` work units, from the stage function's
+        (part, parts) arguments (thread id and count, or chunk and chunk count)."""
+        b = self.b
+        tid, nt = b.sext(self.fn.args[1], I64), b.sext(self.fn.args[2], I64)
+        return (b.sdiv(b.mul(I64(total), tid), nt),
+                b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt))
+
     def alloca(self, typ: ir.Type, name: str = "", count: int | None = None) -> ir.Value:
         eb = ir.IRBuilder(self.entry)
         return eb.alloca(typ, size=None if count is None else I64(count), name=name)
@@ -523,9 +531,7 @@ class StageEmitter:
         inner = st.shape[-1] if rank else 1
         tiles = -(-inner // ROW_TILE) if red is not None else 1
         total = math.prod(outer_shape) * tiles
-        tid, nt = b.sext(self.fn.args[1], I64), b.sext(self.fn.args[2], I64)
-        lo = b.sdiv(b.mul(I64(total), tid), nt)
-        hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+        lo, hi = self.share(total)
 
         def outer_body(q):
             env: dict[Var, ir.Value] = {}

@@ -18,7 +18,8 @@ from onnxc.ir.kernel import Stage, Var
 
 from ..gemm_match import GemmPlan, match_gemm
 from .epilogue import VectorEpilogue, vectorizable
-from .llvm_types import I1, I32, I64
+from .f32_vectors import F32Vectors
+from .llvm_types import I32, I64
 
 __all__ = ["GemmPlan", "match_gemm", "gemm_outer_extent", "emit_gemm"]
 
@@ -130,16 +131,11 @@ def emit_gemm(se, plan: GemmPlan, vw: int) -> None:
     jtile = NR * vw
     jtiles = -(-J // jtile)
 
-    tid, nt = b.sext(se.fn.args[1], I64), b.sext(se.fn.args[2], I64)
-    lo = b.sdiv(b.mul(I64(total), tid), nt)
-    hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+    lo, hi = se.share(total)
     tile = se.alloca(vec, "tile", count=MR * NR)
     accs = [[se.alloca(vec, f"acc{m}_{n}") for n in range(NR)] for m in range(MR)]
-    fma = se.mb.declare(f"llvm.fma.v{vw}f32", vec, [vec, vec, vec])
-    mload = se.mb.declare(f"llvm.masked.load.v{vw}f32.p0", vec,
-                          [ir.PointerType(), I32, ir.VectorType(I1, vw), vec])
-    lanes = ir.Constant(ir.VectorType(I64, vw), [ir.Constant(I64, k) for k in range(vw)])
-    zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * vw)
+    vx = F32Vectors(se, vw)
+    fma, mload, lanes, zero = vx.fma, vx.mload, vx.lanes, vx.zero
 
     def jenv(j):
         return column_env(se, plan, j)

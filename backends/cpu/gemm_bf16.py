@@ -203,9 +203,7 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
     split = L // vw if vw < L else 1  # epilogue vectors per accumulator (AVX2 hosts: 2)
     evw = L // split
 
-    tid, nt = b.sext(se.fn.args[1], I64), b.sext(se.fn.args[2], I64)
-    lo = b.sdiv(b.mul(I64(total), tid), nt)
-    hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+    lo, hi = se.share(total)
     evec = ir.VectorType(F32, evw)
     tile = se.alloca(evec, "tile", count=MR * NR * split)
     accs = [[se.alloca(V16F, f"acc{m}_{n}") for n in range(NR)] for m in range(MR)]

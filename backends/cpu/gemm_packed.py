@@ -23,9 +23,10 @@ from llvmlite import ir
 from onnxc.ir.kernel import Stage, Var, flat_coef
 
 from .gemm import GemmPlan, column_env, spill_and_finish
-from .llvm_types import I1, I32, I64, PTR
+from .llvm_types import I32, I64, PTR
 
 from . import gemm_shapes
+from .f32_vectors import F32Vectors
 from .gemm_shapes import choose_tile
 from .gemm_tail import ColumnTail, split_columns
 
@@ -119,23 +120,13 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
     NC, jblocks, per_group, groups, other = _blocking(st, plan, vw)
     total = math.prod(st.shape[k] for k in other) * jblocks * groups
 
-    tid, nt = b.sext(se.fn.args[1], I64), b.sext(se.fn.args[2], I64)
-    lo = b.sdiv(b.mul(I64(total), tid), nt)
-    hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+    lo, hi = se.share(total)
     tile = se.alloca(vec, "tile", count=MR * NR)
     accs = [[se.alloca(vec, f"acc{m}_{n}") for n in range(NR)] for m in range(MR)]
-    fma = se.mb.declare(f"llvm.fma.v{vw}f32", vec, [vec, vec, vec])
-    mload = se.mb.declare(f"llvm.masked.load.v{vw}f32.p0", vec,
-                          [PTR, I32, ir.VectorType(I1, vw), vec])
+    vx = F32Vectors(se, vw)
+    fma, mload, lanes, zero, splat = vx.fma, vx.mload, vx.lanes, vx.zero, vx.splat
     alloc = se.mb.declare("aligned_alloc", PTR, [I64, I64])
     free = se.mb.declare("free", ir.VoidType(), [PTR])
-    lanes = ir.Constant(ir.VectorType(I64, vw), [ir.Constant(I64, k) for k in range(vw)])
-    zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * vw)
-    splat_mask = ir.Constant(ir.VectorType(I32, vw), [ir.Constant(I32, 0)] * vw)
-
-    def splat(value, typ):
-        v = b.insert_element(ir.Constant(typ, None), value, I32(0))
-        return b.shuffle_vector(v, v, splat_mask)
 
     # A constant b comes laid out already (packed_weights.py): the panels of every block.
     prepared = getattr(se.kernel, "f32_prepacked", {}).get(st.out)

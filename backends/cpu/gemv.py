@@ -26,8 +26,9 @@ from llvmlite import ir
 from onnxc.ir.dtypes import DType
 from onnxc.ir.kernel import Load, Op, Reduce, Stage, Var, flat_coef, walk
 
+from .f32_vectors import F32Vectors
 from .gemm import GemmPlan, column_env, spill_and_finish
-from .llvm_types import I1, I32, I64, PTR
+from .llvm_types import I32, I64
 
 ENABLED = True  # bench.ab switches it off to measure the register-tile schedule
 MAX_ROWS = 32  # more rows: the packed schedule (gemm_packed), whose packing then pays
@@ -103,22 +104,12 @@ def emit_gemv(se, plan: GemmPlan, vw: int) -> None:
     piece = max(1, min(jblocks, SCRATCH_FLOATS // (P * jblock)))  # column blocks per piece
     full_tiles, last_rows = divmod(P, RT)
 
-    tid, nt = b.sext(se.fn.args[1], I64), b.sext(se.fn.args[2], I64)
-    lo = b.sdiv(b.mul(I64(total), tid), nt)
-    hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+    lo, hi = se.share(total)
     tile = se.alloca(vec, "tile", count=NV)
     scratch = se.alloca(vec, "partial", count=piece * P * NV)
     accs = [[se.alloca(vec, f"acc{m}_{n}") for n in range(NV)] for m in range(RT)]
-    fma = se.mb.declare(f"llvm.fma.v{vw}f32", vec, [vec, vec, vec])
-    mload = se.mb.declare(f"llvm.masked.load.v{vw}f32.p0", vec,
-                          [PTR, I32, ir.VectorType(I1, vw), vec])
-    lanes = ir.Constant(ir.VectorType(I64, vw), [ir.Constant(I64, k) for k in range(vw)])
-    zero = ir.Constant(vec, [ir.Constant(f32, 0.0)] * vw)
-    splat_mask = ir.Constant(ir.VectorType(I32, vw), [ir.Constant(I32, 0)] * vw)
-
-    def splat(value, typ):
-        v = b.insert_element(ir.Constant(typ, None), value, I32(0))
-        return b.shuffle_vector(v, v, splat_mask)
+    vx = F32Vectors(se, vw)
+    fma, mload, lanes, zero, splat = vx.fma, vx.mload, vx.lanes, vx.zero, vx.splat
 
     def minimum(x, y):
         return b.select(b.icmp_signed("<", x, y), x, y)

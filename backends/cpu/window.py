@@ -197,9 +197,7 @@ def emit_window(se, plan: WindowPlan, vw: int) -> None:
     st, b = se.st, se.b
     outer_shape = list(st.shape[:-1])
     total = math.prod(outer_shape)
-    tid, nt = b.sext(se.fn.args[1], I64), b.sext(se.fn.args[2], I64)
-    lo = b.sdiv(b.mul(I64(total), tid), nt)
-    hi = b.sdiv(b.mul(I64(total), b.add(tid, I64(1))), nt)
+    lo, hi = se.share(total)
     vx = _Vectors(se, vw)
     row = (_CopyRow(se, plan, vx) if plan.red is None else FlatRow(se, plan.red, vw)
            if plan.flat else _WindowRow(se, plan, vx))
