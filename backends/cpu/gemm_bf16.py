@@ -33,10 +33,10 @@ import math
 
 from llvmlite import ir
 
-from onnxc.ir.kernel import Stage, Var
+from onnxc.ir.kernel import Stage
 
 from .gemm import GemmPlan, column_env, spill_and_finish
-from .gemm_packed import a_is_contiguous, reduction_extent
+from .gemm_packed import a_is_contiguous, reduction_extent, split_unit
 from .llvm_types import I1, I32, I64, PTR
 
 L = 16  # float32 lanes of one vdpbf16ps (a 512-bit register)
@@ -236,20 +236,8 @@ def emit_gemm_bf16(se, plan: GemmPlan, vw: int, native: bool) -> None:
     b.store(I64(-1), packed_key)
 
     def unit(q):
-        env: dict[Var, ir.Value] = {}
-        rest = q
-        group = b.urem(rest, I64(groups))
-        rest = b.udiv(rest, I64(groups))
-        key = rest
-        jb = b.urem(rest, I64(jblocks))
-        rest = b.udiv(rest, I64(jblocks))
-        for k in reversed(other):
-            env[st.vars[k]] = b.urem(rest, I64(st.shape[k]))
-            rest = b.udiv(rest, I64(st.shape[k]))
-        jb0 = b.mul(jb, I64(NC))
-        left = b.sub(I64(J), jb0)
-        ncols = b.select(b.icmp_signed("<", left, I64(NC)), left, I64(NC))
-        ntiles = b.udiv(b.add(ncols, I64(jtile - 1)), I64(jtile))
+        env, group, key, jb, jb0, ntiles = split_unit(b, st, q, groups, jblocks, other, NC, J,
+                                                      jtile)
         if bfixed is None:
             with b.if_then(b.icmp_signed("!=", b.load(packed_key, typ=I64), key)):
                 pack_b(env, jb0, ntiles)

@@ -107,6 +107,29 @@ def packed_outer_extent(st: Stage, plan: GemmPlan, vw: int) -> int:
     return math.prod(st.shape[k] for k in other) * jblocks * groups
 
 
+def split_unit(b: ir.IRBuilder, st: Stage, q: ir.Value, groups: int, jblocks: int,
+               other: list[int], NC: int, J: int, jtile: int):
+    """Work unit ``q`` of a packed GEMM stage (row group fastest, then column block, then the
+    other axes): (env of the other axes, row group, packing key, column block, its first
+    column, its column tiles). Consecutive units of one thread with the same key share a
+    column block and pack it once."""
+    env: dict[Var, ir.Value] = {}
+    rest = q
+    group = b.urem(rest, I64(groups))
+    rest = b.udiv(rest, I64(groups))
+    key = rest
+    jb = b.urem(rest, I64(jblocks))
+    rest = b.udiv(rest, I64(jblocks))
+    for k in reversed(other):
+        env[st.vars[k]] = b.urem(rest, I64(st.shape[k]))
+        rest = b.udiv(rest, I64(st.shape[k]))
+    jb0 = b.mul(jb, I64(NC))
+    left = b.sub(I64(J), jb0)
+    ncols = b.select(b.icmp_signed("<", left, I64(NC)), left, I64(NC))
+    ntiles = b.udiv(b.add(ncols, I64(jtile - 1)), I64(jtile))
+    return env, group, key, jb, jb0, ntiles
+
+
 def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
     """Emit the whole stage body (this thread's share of the work units) into ``se.fn``."""
     st, b = se.st, se.b
@@ -137,20 +160,8 @@ def emit_gemm_packed(se, plan: GemmPlan, vw: int) -> None:
     tail = ColumnTail(se, plan, vw, K, J, r) if r else None
 
     def unit(q):
-        env: dict[Var, ir.Value] = {}
-        rest = q
-        group = b.urem(rest, I64(groups))
-        rest = b.udiv(rest, I64(groups))
-        key = rest  # consecutive units of one thread that share a column block pack it once
-        jb = b.urem(rest, I64(jblocks))
-        rest = b.udiv(rest, I64(jblocks))
-        for k in reversed(other):
-            env[st.vars[k]] = b.urem(rest, I64(st.shape[k]))
-            rest = b.udiv(rest, I64(st.shape[k]))
-        jb0 = b.mul(jb, I64(NC))
-        left = b.sub(I64(J), jb0)
-        ncols = b.select(b.icmp_signed("<", left, I64(NC)), left, I64(NC))
-        ntiles = b.udiv(b.add(ncols, I64(jtile - 1)), I64(jtile))
+        env, group, key, jb, jb0, ntiles = split_unit(b, st, q, groups, jblocks, other, NC, J,
+                                                      jtile)
         last = b.icmp_signed("==", jb, I64(jblocks - 1))
         with b.if_then(b.icmp_signed("!=", b.load(packed_key, typ=I64), key)):
             if bfixed is None:
