@@ -34,6 +34,7 @@ serving process forked after warming its sessions up keeps its threads).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -59,8 +60,10 @@ _FUTEX_WAIT_PRIVATE, _FUTEX_WAKE_PRIVATE = 128, 129
 RUN_SYMBOL = "onnxc_pool_run"
 
 
+@functools.cache
 def supported() -> bool:
-    """Linux on x86-64 or AArch64: the futex system call numbers are known."""
+    """Linux on x86-64 or AArch64: the futex system call numbers are known. (Cached: the slow
+    run path asks on every run.)"""
     return sys.platform.startswith("linux") and platform.machine() in _FUTEX
 
 
@@ -169,7 +172,7 @@ def build_runtime(machine: str) -> ir.Module:
     held = b.extract_value(b.cmpxchg(word0(b, busy), I32(0), I32(1), "acquire", "monotonic"), 1)
     b.cbranch(held, posted, solo)
     b.position_at_end(posted)
-    _place_workers(b, fn, m, syscall, I64(_SETAFFINITY[machine]), sched_getcpu, caller_cpu,
+    _place_workers(b, fn, syscall, I64(_SETAFFINITY[machine]), sched_getcpu, caller_cpu,
                    ncpus, cpus, places, word0(b, workers), slot_word)
     for k, value in enumerate((job_fn, ctx, nthreads)):
         b.store(value, _addr(b, job, I32(k)))
@@ -202,14 +205,14 @@ def build_runtime(machine: str) -> ir.Module:
     return m
 
 
-def _place_workers(b, fn, m, syscall, nr, sched_getcpu, caller_cpu, ncpus, cpus, places,
+def _place_workers(b, fn, syscall, nr, sched_getcpu, caller_cpu, ncpus, cpus, places,
                    started, slot_word) -> None:
     """When the caller runs on another processor than at its last post, give worker w the
     processor w places after the caller's (in the process's list): no worker shares the
-    caller's processor while there are processors enough (num_threads <= processors). Unpinned, a woken worker was queued behind the busy caller on the
-    caller's processor (the scheduler wakes a thread near its waker) and joined a run only after
-    a 4 ms tick, if at all; pinned to a fixed processor, the same happened whenever the caller
-    was on that one."""
+    caller's processor while there are processors enough (num_threads <= processors).
+    Unpinned, a woken worker was queued behind the busy caller on the caller's processor (the
+    scheduler wakes a thread near its waker) and joined a run only after a 4 ms tick, if at
+    all; pinned to a fixed processor, the same happened whenever the caller was on that one."""
     cpu = b.call(sched_getcpu, [])
     last = _addr(b, caller_cpu, I32(0))
     n = b.load(_addr(b, ncpus, I32(0)), typ=I32)
